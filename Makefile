@@ -1,0 +1,89 @@
+# herd: build, run, test. `make help` lists the targets.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+PKGS    := lua5.4 libuv libcurl openssl
+CC      ?= cc
+
+# SANITIZE=1 builds an AddressSanitizer + UndefinedBehaviorSanitizer binary
+# into build/san/ and runs the tests against it.
+ifeq ($(SANITIZE),1)
+  OUT      := build/san
+  SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  OPT      := -O1 -g
+else
+  OUT      := build
+  SANFLAGS :=
+  OPT      := -O2 -g
+endif
+
+SCRIPT_DIR ?= $(CURDIR)/scripts
+DATA_DIR   ?= $(CURDIR)/data
+VERSION    := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+WARN       := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter -Werror=implicit-function-declaration
+CFLAGS     += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) \
+              -DHERD_VERSION='"$(VERSION)"' -DHERD_SCRIPT_DIR='"$(SCRIPT_DIR)"' \
+              -DHERD_DATA_DIR='"$(DATA_DIR)"'
+PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+SRC := $(wildcard core/*.c)
+OBJ := $(SRC:core/%.c=$(OUT)/obj/%.o)
+BIN := $(OUT)/herd
+
+.PHONY: all deps run test test-chaos bench clean install help places-data format
+
+all: $(BIN)
+
+$(OUT)/obj/%.o: core/%.c $(wildcard core/*.h) | $(OUT)/obj
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(BIN): $(OBJ)
+	$(CC) $(CFLAGS) $(OBJ) -o $@ $(PKG_LIBS) -lm $(LDFLAGS)
+
+$(OUT)/obj:
+	@mkdir -p $@
+
+help:
+	@echo "make            build build/herd"
+	@echo "make deps       install the Debian packages herd needs (as root)"
+	@echo "make run        build, then run the five-server example herd"
+	@echo "make test       run every test suite (SANITIZE=1: under ASan/UBSan)"
+	@echo "make test-chaos hostile-input, crash and partition tests"
+	@echo "make bench      benchmark herd against its baselines"
+	@echo "make install    install into \$$DESTDIR\$$PREFIX"
+
+# deps.sh exits at once when everything is present.
+deps:
+	@tools/deps.sh
+
+places-data:
+	@tools/places-data.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@tools/places-data.sh || true
+	@tools/run-herd.sh examples/cs131/herd.lua
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@HERD_BIN=$(CURDIR)/$(BIN) tools/test.sh
+
+test-chaos: deps
+	@$(MAKE) --no-print-directory all
+	@HERD_BIN=$(CURDIR)/$(BIN) tools/test.sh chaos
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -C tests/bench
+	@tests/bench/run.sh
+
+format:
+	clang-format -i core/*.c core/*.h
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/herd
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/herd
+	cp -r scripts $(DESTDIR)$(PREFIX)/share/herd/
+
+clean:
+	rm -rf build

@@ -1,0 +1,31 @@
+/* log: the server's log file, <log_dir>/<NAME>.log.
+ * Owns the file descriptor and an output buffer. Lines are buffered and
+ * written at the end of every event-loop iteration (log_flush, called by the
+ * loop's prepare and check phases) and at exit, so nothing is lost on SIGTERM
+ * and a busy server does not pay one write(2) per line. Before log_open and
+ * for warnings and errors, lines also go to stderr. Single-threaded. */
+#ifndef HERD_LOG_H
+#define HERD_LOG_H
+
+#include <stddef.h>
+
+typedef enum { LOG_INFO, LOG_WARN, LOG_ERROR } log_level_t;
+
+/* Opens (creating the directory if needed) <dir>/<name>.log for appending.
+ * Returns 0, or -1 with a message in err. */
+int log_open(const char *dir, const char *name, char *err, size_t errlen);
+/* One formatted line: "<time> <LEVEL> <message>". */
+void log_msg(log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+/* One data line: "<time> <tag> <who> <data>", data escaped so that control
+ * bytes, backslashes and non-ASCII show as \n, \xNN, ... on one line. */
+void log_data(const char *tag, const char *who, const char *data, size_t len);
+void log_flush(void);
+void log_close(void);
+/* Plain lines instead of JSON lines (the default); see README. */
+void log_set_json(int json);
+
+#endif
