@@ -13,13 +13,43 @@
 
 /* The hooks scripts may return, in the order of this enum. */
 typedef enum {
-  HOOK_ON_LINE,     /* on_line(conn, line) -> reply | nil           */
-  HOOK_ON_RECORD,   /* on_record(from, client, sec, nsec, line)      */
-  HOOK_NEIGHBOURS,  /* neighbours(self, config) -> { names }         */
-  HOOK_ON_START,    /* on_start()                                    */
-  HOOK_ON_LINK,     /* on_link(peer, up)                             */
+  HOOK_ON_LINE,    /* on_line(conn, line) -> reply | nil           */
+  HOOK_ON_RECORD,  /* on_record(from, client, sec, nsec, line)      */
+  HOOK_NEIGHBOURS, /* neighbours(self, config) -> { names }         */
+  HOOK_ON_START,   /* on_start()                                    */
+  HOOK_ON_LINK,    /* on_link(peer, up)                             */
   HOOK_COUNT
 } hook_t;
+
+typedef struct script_limits {
+  size_t memory;       /* bytes the Lua state may hold; 0 = no cap     */
+  long budget;         /* VM instructions per hook call; 0 = no cap    */
+} script_limits_t;
+
+/* Creates a Lua state with the standard libraries, the `core` module
+ * preloaded, and package.path covering script_dir and extra_dir (may be
+ * NULL). Returns NULL with a message in err. */
+lua_State *script_open(const script_limits_t *limits, const char *script_dir,
+                       const char *extra_dir, char *err, size_t errlen);
+void script_close(lua_State *L);
+/* Sets the memory cap (bytes) and instruction budget once the config says. */
+void script_set_limits(lua_State *L, size_t memory, long budget);
+/* Puts dir (the config's directory) first on package.path. */
+void script_set_path(lua_State *L, const char *dir);
+/* Where the built-in scripts live: $HERD_SCRIPT_DIR, else the build's. */
+const char *script_dir(void);
+/* The state that handles events now (replaced by a reload). */
+lua_State *script_current(void);
+void script_set_current(lua_State *L);
+/* Runs one script file; the table it returns adds or chains hooks (a later
+ * script's hook gets the earlier one as an extra last argument). Unknown or
+ * mistyped hooks are errors naming the script and the hook. */
+int script_load(lua_State *L, const char *path, char *err, size_t errlen);
+/* Checks that every required hook is defined. */
+int script_check(lua_State *L, char *err, size_t errlen);
+/* Pushes the hook's function; returns 0, or -1 (nothing pushed) if absent. */
+int script_push_hook(lua_State *L, hook_t hook);
+const char *script_hook_name(hook_t hook);
 
 /* Calls the function below nargs arguments on L's stack, protected, with the
  * instruction budget armed. On success leaves nres results and returns 0; on
@@ -32,5 +62,7 @@ int script_ref(lua_State *L);
 void script_unref(lua_State *L, int *ref);
 /* Live references, for the shutdown check and the stats. */
 long script_live_refs(void);
+/* Bytes the Lua state holds now. */
+size_t script_memory(lua_State *L);
 
 #endif

@@ -1,0 +1,513 @@
+/* conn: see conn.h. */
+#include "conn.h"
+
+#include <lauxlib.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "idmap.h"
+#include "log.h"
+#include "script.h"
+#include "wqueue.h"
+
+#define READ_CHUNK (64 * 1024)
+#define ECHO_MAX 256 /* bytes of an over-long line echoed after "? " */
+#define SWEEP_MS 1000
+
+/* A reply that cannot leave yet because an earlier one is still pending. */
+typedef struct slot {
+  struct slot *next;
+  struct conn *conn;
+  uint64_t token;  /* nonzero while registered for conn_answer */
+  int ready;
+  buf_t text;
+} slot_t;
+
+typedef struct conn {
+  uv_tcp_t tcp;  /* first: the handle pointer is the conn pointer */
+  uint64_t id;
+  struct conn *prev, *next;   /* every open connection */
+  struct conn *dirty_next;    /* connections with output to write */
+  slot_t *head, *tail;        /* replies waiting for an earlier one */
+  buf_t in;                   /* the unfinished line */
+  wqueue_t wq;                /* output */
+  uint64_t last_active;       /* uv_now of the last input or output */
+  uint64_t accepted_at;
+  uint64_t write_started;
+  uint32_t addr_hash;
+  unsigned eof : 1, closing : 1, paused : 1, skipping : 1,
+      dirty : 1, got_line : 1;
+  char addr[64];
+} conn_t;
+
+static uv_loop_t *loop;
+static uv_tcp_t listener;
+static uv_timer_t sweeper;
+static conn_limits_t lim;
+static conn_stats_t stats;
+static idmap_t by_id, by_token;
+static idmap_t per_addr; /* address hash -> count, as a pointer-sized int */
+static conn_t *all, *dirty;
+static uint64_t next_id = 1, next_token = 1;
+static int listening;
+static char read_buf[READ_CHUNK]; /* lines are handled before reading on */
+
+/* The line being handled by on_line, for conn_defer. */
+static conn_t *cur_conn;
+static slot_t *cur_slot;
+
+static void conn_close(conn_t *c);
+static void flush(conn_t *c);
+
+const conn_stats_t *conn_stats(void) {
+  return &stats;
+}
+
+static void mark_dirty(conn_t *c) {
+  if (c->dirty) return;
+  c->dirty = 1;
+  c->dirty_next = dirty;
+  dirty = c;
+}
+
+static void emit(conn_t *c, const char *data, size_t len) {
+  log_data("OUT", c->addr, data, len && data[len - 1] == '\n' ? len - 1 : len);
+  buf_append(&c->wq.out, data, len);
+  stats.replies_out++;
+  mark_dirty(c);
+  if (!c->paused && !c->eof && wqueue_pending(&c->wq) > lim.out_pause) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->paused = 1;
+  }
+}
+
+static slot_t *slot_push(conn_t *c) {
+  slot_t *s = xcalloc(1, sizeof *s);
+  s->conn = c;
+  if (c->tail)
+    c->tail->next = s;
+  else
+    c->head = s;
+  c->tail = s;
+  return s;
+}
+
+static void slot_free(slot_t *s) {
+  if (s->token) idmap_del(&by_token, s->token);
+  buf_free(&s->text);
+  free(s);
+}
+
+/* Moves every reply at the head of the queue that is ready to the output. */
+static void drain_slots(conn_t *c) {
+  while (c->head && c->head->ready) {
+    slot_t *s = c->head;
+    c->head = s->next;
+    if (!c->head) c->tail = NULL;
+    emit(c, s->text.data, s->text.len);
+    slot_free(s);
+  }
+}
+
+/* A reply in request order: straight to the output when nothing is waiting
+ * before it (the common case, no allocation), else queued. */
+static void reply(conn_t *c, const char *data, size_t len) {
+  if (!c->head) {
+    emit(c, data, len);
+    return;
+  }
+  slot_t *s = slot_push(c);
+  s->ready = 1;
+  buf_append(&s->text, data, len);
+}
+
+static void reply_invalid(conn_t *c, const char *line, size_t len) {
+  char stack[ECHO_MAX + 8];
+  size_t n = len;
+  stack[0] = '?';
+  stack[1] = ' ';
+  if (n <= ECHO_MAX) {
+    memcpy(stack + 2, line, n);
+    stack[2 + n] = '\n';
+    reply(c, stack, n + 3);
+    return;
+  }
+  buf_t b;
+  buf_init(&b);
+  buf_append(&b, "? ", 2);
+  buf_append(&b, line, len);
+  buf_append(&b, "\n", 1);
+  reply(c, b.data, b.len);
+  buf_free(&b);
+}
+
+static void handle_line(conn_t *c, const char *line, size_t len) {
+  if (len && line[len - 1] == '\r') len--;
+  c->got_line = 1;
+  stats.lines_in++;
+  log_data("IN", c->addr, line, len);
+
+  lua_State *L = script_current();
+  script_push_hook(L, HOOK_ON_LINE);
+  lua_pushinteger(L, (lua_Integer)c->id);
+  lua_pushlstring(L, line, len);
+  cur_conn = c;
+  cur_slot = NULL;
+  int rc = script_call(L, 2, 1, "on_line");
+  slot_t *deferred = cur_slot;
+  cur_conn = NULL;
+  cur_slot = NULL;
+  if (rc < 0) {
+    stats.script_errors++;
+    if (deferred) {
+      /* The handler failed after deferring: answer its slot now. */
+      buf_append(&deferred->text, "? ", 2);
+      buf_append(&deferred->text, line, len);
+      buf_append(&deferred->text, "\n", 1);
+      idmap_del(&by_token, deferred->token);
+      deferred->token = 0;
+      deferred->ready = 1;
+      drain_slots(c);
+    } else {
+      reply_invalid(c, line, len);
+    }
+    return;
+  }
+  size_t n;
+  const char *text = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n)
+                                                    : NULL;
+  if (text && !deferred && !c->closing) reply(c, text, n);
+  lua_pop(L, 1);
+}
+
+static void too_long(conn_t *c, const char *start, size_t len) {
+  stats.too_long++;
+  log_warn("%s: line longer than %zu bytes, answered and discarded",
+           c->addr, lim.max_line);
+  log_data("IN", c->addr, start, len < ECHO_MAX ? len : ECHO_MAX);
+  reply_invalid(c, start, len < ECHO_MAX ? len : ECHO_MAX);
+  c->skipping = 1;
+}
+
+/* Splits the bytes read into lines. Complete lines are handled straight from
+ * the read buffer; only an unfinished line is copied. */
+static void feed(conn_t *c, const char *p, size_t n) {
+  while (n && !c->closing) {
+    const char *nl = memchr(p, '\n', n);
+    size_t take = nl ? (size_t)(nl - p) : n;
+    if (c->skipping) {
+      if (nl) c->skipping = 0;
+    } else if (c->in.len + take > lim.max_line) {
+      buf_append(&c->in, p, take < ECHO_MAX ? take : ECHO_MAX);
+      too_long(c, c->in.data, c->in.len);
+      c->in.len = 0;
+      if (nl) c->skipping = 0;
+    } else if (!nl) {
+      buf_append(&c->in, p, take);
+    } else if (c->in.len) {
+      buf_append(&c->in, p, take);
+      size_t len = c->in.len;
+      c->in.len = 0; /* the block stays valid until the conn is freed */
+      handle_line(c, c->in.data, len);
+    } else {
+      handle_line(c, p, take);
+    }
+    if (!nl) break;
+    p = nl + 1;
+    n -= take + 1;
+  }
+}
+
+static void maybe_finish(conn_t *c) {
+  if (c->eof && !c->head && !wqueue_pending(&c->wq)) conn_close(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  *b = uv_buf_init(read_buf, sizeof read_buf);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
+  conn_t *c = (conn_t *)s;
+  if (nread > 0) {
+    c->last_active = uv_now(loop);
+    stats.bytes_in += (uint64_t)nread;
+    feed(c, b->base, (size_t)nread);
+    return;
+  }
+  if (nread == 0) return;
+  if (nread != UV_EOF) {
+    conn_close(c);
+    return;
+  }
+  /* The client closed its side: a last line without newline still counts,
+   * then the connection closes once every reply is out. */
+  if (c->in.len && !c->skipping && !c->closing) {
+    size_t len = c->in.len;
+    c->in.len = 0;
+    handle_line(c, c->in.data, len);
+  }
+  c->eof = 1;
+  uv_read_stop(s);
+  maybe_finish(c);
+}
+
+static void on_written(wqueue_t *q, int status) {
+  conn_t *c = (conn_t *)((char *)q - offsetof(conn_t, wq));
+  if (status < 0) {
+    conn_close(c);
+    return;
+  }
+  c->last_active = uv_now(loop);
+  if (c->closing) return;
+  if (c->paused && !c->eof && wqueue_pending(q) <= lim.out_pause / 2) {
+    c->paused = 0;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  }
+  flush(c);
+}
+
+static void flush(conn_t *c) {
+  if (c->closing) return;
+  int n = wqueue_flush(&c->wq);
+  if (n < 0) {
+    conn_close(c);
+    return;
+  }
+  if (n > 0) {
+    stats.bytes_out += (uint64_t)n;
+    c->last_active = uv_now(loop);
+    if (c->wq.writing) c->write_started = c->last_active;
+  }
+  maybe_finish(c);
+}
+
+void conn_flush_all(void) {
+  while (dirty) {
+    conn_t *c = dirty;
+    dirty = c->dirty_next;
+    c->dirty = 0;
+    flush(c);
+  }
+}
+
+static uint32_t hash_addr(const struct sockaddr_storage *ss) {
+  const unsigned char *p;
+  size_t n;
+  if (ss->ss_family == AF_INET) {
+    p = (const unsigned char *)&((const struct sockaddr_in *)ss)->sin_addr;
+    n = 4;
+  } else {
+    p = (const unsigned char *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+    n = 16;
+  }
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+  return h | 1; /* never 0: 0 is idmap's empty key */
+}
+
+static void addr_count(uint32_t h, int delta) {
+  uintptr_t n = (uintptr_t)idmap_get(&per_addr, h);
+  n += (uintptr_t)(intptr_t)delta;
+  if (n)
+    idmap_put(&per_addr, h, (void *)n);
+  else
+    idmap_del(&per_addr, h);
+}
+
+static void on_close(uv_handle_t *h) {
+  conn_t *c = (conn_t *)h;
+  while (c->head) {
+    slot_t *s = c->head;
+    c->head = s->next;
+    slot_free(s);
+  }
+  buf_free(&c->in);
+  wqueue_free(&c->wq);
+  free(c);
+}
+
+static void conn_close(conn_t *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  stats.open--;
+  idmap_del(&by_id, c->id);
+  if (c->addr_hash) addr_count(c->addr_hash, -1);
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    all = c->next;
+  if (c->next) c->next->prev = c->prev;
+  /* Pending replies can no longer be answered. */
+  for (slot_t *s = c->head; s; s = s->next)
+    if (s->token) {
+      idmap_del(&by_token, s->token);
+      s->token = 0;
+    }
+  uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+void conn_format_addr(const struct sockaddr_storage *ss, char *out,
+                      size_t n) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    uv_ip4_name(a, ip, sizeof ip);
+    snprintf(out, n, "%s:%d", ip, ntohs(a->sin_port));
+  } else {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    uv_ip6_name(a, ip, sizeof ip);
+    snprintf(out, n, "[%s]:%d", ip, ntohs(a->sin6_port));
+  }
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  if (status < 0) {
+    log_warn("accept failed: %s", uv_strerror(status));
+    return;
+  }
+  conn_t *c = xcalloc(1, sizeof *c);
+  uv_tcp_init(loop, &c->tcp);
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+    return;
+  }
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  memset(&ss, 0, sizeof ss);
+  uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len);
+  conn_format_addr(&ss, c->addr, sizeof c->addr);
+  uint32_t h = hash_addr(&ss);
+  uintptr_t from_addr = (uintptr_t)idmap_get(&per_addr, h);
+  if ((lim.max_conns && stats.open >= lim.max_conns) ||
+      (lim.max_per_addr && from_addr >= lim.max_per_addr)) {
+    /* Logged once per burst: the first refusal after an accepted one. */
+    if (stats.refused++ == 0 || stats.accepted != stats.refused)
+      log_warn("%s: connection refused: limit of %u connections%s reached",
+               c->addr,
+               stats.open >= lim.max_conns ? lim.max_conns : lim.max_per_addr,
+               stats.open >= lim.max_conns ? "" : " per address");
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+    return;
+  }
+  stats.accepted++;
+  stats.open++;
+  c->addr_hash = h;
+  addr_count(h, +1);
+  wqueue_init(&c->wq, (uv_stream_t *)&c->tcp, on_written);
+  c->id = next_id++;
+  c->accepted_at = c->last_active = uv_now(loop);
+  idmap_put(&by_id, c->id, c);
+  c->next = all;
+  if (all) all->prev = c;
+  all = c;
+  uv_tcp_nodelay(&c->tcp, 1);
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* Closes connections that break a time limit (slowloris, idle, clients that
+ * never read). One sweep a second is cheaper than a timer per connection. */
+static void on_sweep(uv_timer_t *t) {
+  uint64_t now = uv_now(loop);
+  conn_t *next;
+  for (conn_t *c = all; c; c = next) {
+    next = c->next;
+    const char *why = NULL;
+    if (lim.first_line_ms && !c->got_line &&
+        now - c->accepted_at > lim.first_line_ms)
+      why = "no complete line before the deadline";
+    else if (lim.idle_ms && !c->wq.writing && !c->head &&
+             now - c->last_active > lim.idle_ms)
+      why = "idle";
+    else if (lim.stall_ms && c->wq.writing &&
+             now - c->write_started > lim.stall_ms &&
+             now - c->last_active > lim.stall_ms)
+      why = "not reading its replies";
+    if (!why) continue;
+    stats.timeouts++;
+    log_info("%s: connection closed: %s", c->addr, why);
+    conn_close(c);
+  }
+}
+
+int conn_listen(uv_loop_t *l, const char *host, int port,
+                const conn_limits_t *limits, char *err, size_t errlen) {
+  struct sockaddr_storage ss;
+  loop = l;
+  lim = *limits;
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+      uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
+    snprintf(err, errlen, "bad listen address %s", host);
+    return -1;
+  }
+  uv_tcp_init(loop, &listener);
+  int rc = uv_tcp_bind(&listener, (struct sockaddr *)&ss, 0);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&listener, 1024, on_connection);
+  if (rc < 0) {
+    snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port,
+             uv_strerror(rc));
+    uv_close((uv_handle_t *)&listener, NULL);
+    return -1;
+  }
+  listening = 1;
+  uv_timer_init(loop, &sweeper);
+  uv_timer_start(&sweeper, on_sweep, SWEEP_MS, SWEEP_MS);
+  uv_unref((uv_handle_t *)&sweeper);
+  return 0;
+}
+
+void conn_shutdown(void) {
+  conn_flush_all();
+  if (listening) {
+    uv_close((uv_handle_t *)&listener, NULL);
+    uv_close((uv_handle_t *)&sweeper, NULL);
+    listening = 0;
+  }
+  while (all) conn_close(all);
+  idmap_free(&by_id);
+  idmap_free(&by_token);
+  idmap_free(&per_addr);
+}
+
+int conn_send(uint64_t id, const char *data, size_t len) {
+  conn_t *c = idmap_get(&by_id, id);
+  if (!c) return -1;
+  reply(c, data, len);
+  return 0;
+}
+
+int conn_close_id(uint64_t id) {
+  conn_t *c = idmap_get(&by_id, id);
+  if (!c) return -1;
+  /* Close after the replies already given are out, like a client EOF. */
+  c->eof = 1;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  mark_dirty(c);
+  return 0;
+}
+
+uint64_t conn_defer(void) {
+  if (!cur_conn) return 0;
+  if (!cur_slot) {
+    cur_slot = slot_push(cur_conn);
+    cur_slot->token = next_token++;
+    idmap_put(&by_token, cur_slot->token, cur_slot);
+  }
+  return cur_slot->token;
+}
+
+int conn_answer(uint64_t token, const char *data, size_t len) {
+  slot_t *s = idmap_del(&by_token, token);
+  if (!s) return -1;
+  s->token = 0;
+  s->ready = 1;
+  buf_append(&s->text, data, len);
+  drain_slots(s->conn);
+  return 0;
+}
+
+const char *conn_addr(uint64_t id) {
+  conn_t *c = idmap_get(&by_id, id);
+  return c ? c->addr : NULL;
+}

@@ -1,0 +1,184 @@
+/* log: see log.h. */
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+
+#define LOG_FLUSH_AT (64 * 1024) /* write early when this much is buffered */
+
+static int log_fd = -1;
+static int log_json;
+static buf_t log_buf;
+static time_t stamp_sec = -1; /* second the cached prefix was made for */
+static char stamp_prefix[32]; /* "2026-11-25T19:42:02" */
+
+void log_set_json(int json) {
+  log_json = json;
+}
+
+static int mkdir_p(const char *dir) {
+  char path[4096];
+  size_t n = strlen(dir);
+  if (n == 0 || n >= sizeof path) return -1;
+  memcpy(path, dir, n + 1);
+  for (char *p = path + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(path, 0755) < 0 && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  if (mkdir(path, 0755) < 0 && errno != EEXIST) return -1;
+  return 0;
+}
+
+int log_open(const char *dir, const char *name, char *err, size_t errlen) {
+  char path[4096];
+  if (mkdir_p(dir) < 0) {
+    snprintf(err, errlen, "cannot create log directory %s: %s", dir,
+             strerror(errno));
+    return -1;
+  }
+  snprintf(path, sizeof path, "%s/%s.log", dir, name);
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    snprintf(err, errlen, "cannot open log %s: %s", path, strerror(errno));
+    return -1;
+  }
+  log_fd = fd;
+  return 0;
+}
+
+/* Appends the UTC timestamp with microseconds; the part up to the second is
+ * formatted once per second. */
+static void put_stamp(buf_t *b) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  if (ts.tv_sec != stamp_sec) {
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(stamp_prefix, sizeof stamp_prefix, "%Y-%m-%dT%H:%M:%S", &tm);
+    stamp_sec = ts.tv_sec;
+  }
+  char tail[16];
+  int n = snprintf(tail, sizeof tail, ".%06ldZ", (long)(ts.tv_nsec / 1000));
+  buf_append_str(b, stamp_prefix);
+  buf_append(b, tail, (size_t)n);
+}
+
+/* Escapes bytes so that a log entry is one printable line. In JSON mode the
+ * escapes are JSON's; otherwise C-like. */
+static void put_escaped(buf_t *b, const char *s, size_t len) {
+  static const char hex[] = "0123456789abcdef";
+  buf_reserve(b, len);
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c < 0x7f && c != '\\' && !(log_json && c == '"')) {
+      b->data[b->len++] = (char)c;
+      if (b->len == b->cap) buf_reserve(b, len - i);
+      continue;
+    }
+    char e[8];
+    size_t n = 2;
+    e[0] = '\\';
+    switch (c) {
+      case '\n': e[1] = 'n'; break;
+      case '\r': e[1] = 'r'; break;
+      case '\t': e[1] = 't'; break;
+      case '\\': e[1] = '\\'; break;
+      case '"': e[1] = '"'; break;
+      default:
+        if (log_json) {
+          memcpy(e, "\\u00", 4);
+          e[4] = hex[c >> 4];
+          e[5] = hex[c & 15];
+          n = 6;
+        } else {
+          e[1] = 'x';
+          e[2] = hex[c >> 4];
+          e[3] = hex[c & 15];
+          n = 4;
+        }
+    }
+    buf_append(b, e, n);
+  }
+}
+
+static void put_entry(const char *tag, const char *who, const char *msg,
+                      size_t len) {
+  buf_t *b = &log_buf;
+  if (log_json) {
+    buf_append_str(b, "{\"time\":\"");
+    put_stamp(b);
+    buf_append_str(b, "\",\"kind\":\"");
+    buf_append_str(b, tag);
+    if (who) {
+      buf_append_str(b, "\",\"peer\":\"");
+      put_escaped(b, who, strlen(who));
+    }
+    buf_append_str(b, "\",\"msg\":\"");
+    put_escaped(b, msg, len);
+    buf_append_str(b, "\"}\n");
+  } else {
+    put_stamp(b);
+    buf_append(b, " ", 1);
+    buf_append_str(b, tag);
+    buf_append(b, " ", 1);
+    if (who) {
+      buf_append_str(b, who);
+      buf_append(b, " ", 1);
+    }
+    put_escaped(b, msg, len);
+    buf_append(b, "\n", 1);
+  }
+  if (log_fd < 0 || log_buf.len >= LOG_FLUSH_AT) log_flush();
+}
+
+void log_msg(log_level_t level, const char *fmt, ...) {
+  static const char *names[] = {"INFO", "WARN", "ERROR"};
+  char msg[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  size_t len = (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
+  if (level != LOG_INFO || log_fd < 0)
+    fprintf(stderr, "herd: %s: %.*s\n", names[level], (int)len, msg);
+  if (log_fd >= 0) put_entry(names[level], NULL, msg, len);
+}
+
+void log_data(const char *tag, const char *who, const char *data,
+              size_t len) {
+  if (log_fd < 0) return;
+  put_entry(tag, who, data, len);
+}
+
+void log_flush(void) {
+  size_t off = 0;
+  if (log_fd < 0) {
+    log_buf.len = 0;
+    return;
+  }
+  while (off < log_buf.len) {
+    ssize_t n = write(log_fd, log_buf.data + off, log_buf.len - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break; /* disk full or gone: drop rather than grow forever */
+    off += (size_t)n;
+  }
+  log_buf.len = 0;
+}
+
+void log_close(void) {
+  log_flush();
+  if (log_fd >= 0) close(log_fd);
+  log_fd = -1;
+  buf_free(&log_buf);
+}

@@ -1,0 +1,292 @@
+/* lua_core: the `core` module, the scripts' only way into the C core.
+ * Owns the Lua-visible API (connections, replies, timers, the record store,
+ * flooding, logging, clock, config) and the timers scripts create. Runtime
+ * failures return nil, err; wrong argument types raise. Timers hold one Lua
+ * reference each, released in their close callback and nowhere else. */
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "config.h"
+#include "conn.h"
+#include "idmap.h"
+#include "log.h"
+#include "lua_core.h"
+#include "peer.h"
+#include "script.h"
+#include "store.h"
+/* The HTTP and places modules land separately; until they do, the core
+ * builds without them. */
+#if __has_include("http.h")
+#include "http.h"
+#else
+#define http_in_flight() 0L
+#define http_lua_register(L) ((void)(L))
+#endif
+#if __has_include("places.h")
+#include "places.h"
+#else
+#define places_lua_register(L) ((void)(L))
+#endif
+
+typedef struct ltimer {
+  uv_timer_t handle;
+  uint64_t id;
+  int ref;
+  int repeat;
+  lua_State *L;
+} ltimer_t;
+
+static uv_loop_t *loop;
+static const char *self_name = "";
+static idmap_t timers;
+static uint64_t next_timer = 1;
+
+void lua_core_init(uv_loop_t *l, const char *name) {
+  loop = l;
+  self_name = name;
+}
+
+static int fail(lua_State *L, const char *msg) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  return 2;
+}
+
+static uint64_t check_id(lua_State *L, int i) {
+  return (uint64_t)luaL_checkinteger(L, i);
+}
+
+static int l_send(lua_State *L) {
+  size_t n;
+  uint64_t id = check_id(L, 1);
+  const char *s = luaL_checklstring(L, 2, &n);
+  if (conn_send(id, s, n) < 0) return fail(L, "connection closed");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_close(lua_State *L) {
+  if (conn_close_id(check_id(L, 1)) < 0) return fail(L, "connection closed");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_defer(lua_State *L) {
+  uint64_t t = conn_defer();
+  if (!t) return luaL_error(L, "core.defer() is only valid inside on_line");
+  lua_pushinteger(L, (lua_Integer)t);
+  return 1;
+}
+
+static int l_answer(lua_State *L) {
+  size_t n;
+  uint64_t t = check_id(L, 1);
+  const char *s = luaL_checklstring(L, 2, &n);
+  if (conn_answer(t, s, n) < 0) return fail(L, "connection closed");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_addr(lua_State *L) {
+  const char *a = conn_addr(check_id(L, 1));
+  if (!a) return fail(L, "connection closed");
+  lua_pushstring(L, a);
+  return 1;
+}
+
+static int l_now(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushinteger(L, (lua_Integer)ts.tv_sec * 1000000000 + ts.tv_nsec);
+  return 1;
+}
+
+static int l_log(lua_State *L) {
+  log_info("script: %s", luaL_checkstring(L, 1));
+  return 0;
+}
+
+static int l_warn(lua_State *L) {
+  log_warn("script: %s", luaL_checkstring(L, 1));
+  return 0;
+}
+
+static void timer_closed(uv_handle_t *h) {
+  ltimer_t *t = (ltimer_t *)h;
+  script_unref(t->L, &t->ref);
+  free(t);
+}
+
+static void timer_stop(ltimer_t *t) {
+  idmap_del(&timers, t->id);
+  uv_close((uv_handle_t *)&t->handle, timer_closed);
+}
+
+static void timer_fired(uv_timer_t *h) {
+  ltimer_t *t = (ltimer_t *)h;
+  lua_State *L = t->L;
+  uint64_t id = t->id;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+  if (!t->repeat) timer_stop(t); /* the ref lives until the close callback */
+  script_call(L, 0, 0, "timer");
+  (void)id;
+}
+
+static int start_timer(lua_State *L, int repeat) {
+  lua_Integer ms = luaL_checkinteger(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  luaL_argcheck(L, ms >= 0, 1, "delay must be >= 0 ms");
+  ltimer_t *t = xcalloc(1, sizeof *t);
+  t->id = next_timer++;
+  t->repeat = repeat;
+  t->L = L;
+  lua_pushvalue(L, 2);
+  t->ref = script_ref(L);
+  uv_timer_init(loop, &t->handle);
+  uint64_t every = repeat ? (uint64_t)(ms ? ms : 1) : 0;
+  uv_timer_start(&t->handle, timer_fired, (uint64_t)ms, every);
+  idmap_put(&timers, t->id, t);
+  lua_pushinteger(L, (lua_Integer)t->id);
+  return 1;
+}
+
+static int l_after(lua_State *L) {
+  return start_timer(L, 0);
+}
+
+static int l_every(lua_State *L) {
+  return start_timer(L, 1);
+}
+
+static int l_cancel(lua_State *L) {
+  ltimer_t *t = idmap_get(&timers, check_id(L, 1));
+  if (t) timer_stop(t);
+  lua_pushboolean(L, t != NULL);
+  return 1;
+}
+
+void lua_core_cancel_timers(void) {
+  for (size_t i = 0; i < timers.cap; i++)
+    if (timers.keys && timers.keys[i]) {
+      timer_stop(timers.vals[i]);
+      i = (size_t)-1; /* the map shifted: rescan */
+      if (!timers.len) break;
+    }
+  idmap_free(&timers);
+}
+
+static int l_store_put(lua_State *L) {
+  size_t cn, ln;
+  const char *client = luaL_checklstring(L, 1, &cn);
+  lua_Integer sec = luaL_checkinteger(L, 2);
+  lua_Integer nsec = luaL_checkinteger(L, 3);
+  const char *line = luaL_checklstring(L, 4, &ln);
+  if (nsec < 0 || nsec > 999999999) luaL_argerror(L, 3, "nsec out of range");
+  int rc = store_put(client, cn, sec, (int32_t)nsec, line, ln);
+  if (rc < 0) return fail(L, "record too long or empty");
+  lua_pushboolean(L, rc);
+  return 1;
+}
+
+static int l_store_get(lua_State *L) {
+  size_t cn;
+  const char *client = luaL_checklstring(L, 1, &cn);
+  const store_rec_t *r = store_get(client, cn);
+  if (!r) return 0;
+  lua_pushlstring(L, STORE_LINE(r), r->line_len);
+  lua_pushinteger(L, r->sec);
+  lua_pushinteger(L, r->nsec);
+  return 3;
+}
+
+static int l_store_count(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)store_count());
+  return 1;
+}
+
+static void push_rec(const store_rec_t *r, void *ud) {
+  lua_State *L = ud;
+  lua_pushlstring(L, STORE_LINE(r), r->line_len);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+}
+
+static int l_store_lines(lua_State *L) {
+  lua_createtable(L, (int)store_count(), 0);
+  store_each(push_rec, L);
+  return 1;
+}
+
+static int l_flood(lua_State *L) {
+  size_t cn;
+  const char *client = luaL_checklstring(L, 1, &cn);
+  const char *except = luaL_optstring(L, 2, NULL);
+  lua_pushinteger(L, peer_flood(client, cn, except));
+  return 1;
+}
+
+static int l_links(lua_State *L) {
+  peer_push_links(L);
+  return 1;
+}
+
+static void set_int(lua_State *L, const char *k, uint64_t v) {
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, -2, k);
+}
+
+static int l_stats(lua_State *L) {
+  const conn_stats_t *c = conn_stats();
+  const peer_stats_t *p = peer_stats();
+  lua_newtable(L);
+  set_int(L, "connections", c->open);
+  set_int(L, "accepted", c->accepted);
+  set_int(L, "refused", c->refused);
+  set_int(L, "lines_in", c->lines_in);
+  set_int(L, "replies_out", c->replies_out);
+  set_int(L, "bytes_in", c->bytes_in);
+  set_int(L, "bytes_out", c->bytes_out);
+  set_int(L, "script_errors", c->script_errors);
+  set_int(L, "lines_too_long", c->too_long);
+  set_int(L, "timeouts", c->timeouts);
+  set_int(L, "records", store_count());
+  set_int(L, "record_bytes", store_bytes());
+  set_int(L, "peer_frames_in", p->frames_in);
+  set_int(L, "peer_frames_out", p->frames_out);
+  set_int(L, "peer_records_in", p->records_in);
+  set_int(L, "peer_records_out", p->records_out);
+  set_int(L, "peer_auth_failures", p->auth_failures);
+  set_int(L, "reconciles", p->reconciles);
+  set_int(L, "sync_bytes_out", p->sync_bytes_out);
+  set_int(L, "http_in_flight", (uint64_t)http_in_flight());
+  set_int(L, "lua_memory", script_memory(L));
+  set_int(L, "lua_refs", (uint64_t)script_live_refs());
+  return 1;
+}
+
+int luaopen_core(lua_State *L) {
+  static const luaL_Reg fns[] = {
+      {"send", l_send},   {"close", l_close},   {"defer", l_defer},
+      {"answer", l_answer}, {"addr", l_addr},   {"now", l_now},
+      {"log", l_log},     {"warn", l_warn},     {"after", l_after},
+      {"every", l_every}, {"cancel", l_cancel}, {"flood", l_flood},
+      {"links", l_links}, {"stats", l_stats},   {NULL, NULL}};
+  static const luaL_Reg store_fns[] = {{"put", l_store_put},
+                                       {"get", l_store_get},
+                                       {"count", l_store_count},
+                                       {"lines", l_store_lines},
+                                       {NULL, NULL}};
+  luaL_newlib(L, fns);
+  luaL_newlib(L, store_fns);
+  lua_setfield(L, -2, "store");
+  http_lua_register(L);
+  places_lua_register(L);
+  lua_pushstring(L, self_name);
+  lua_setfield(L, -2, "name");
+  lua_getfield(L, LUA_REGISTRYINDEX, CONFIG_REGISTRY_KEY);
+  lua_setfield(L, -2, "config");
+  return 1;
+}

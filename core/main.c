@@ -1,0 +1,334 @@
+/* main: the herd server process.
+ * Owns the command line, the start-up sequence (config, scripts, topology,
+ * log, listeners), the loop phases that flush output, the signals and the
+ * orderly shutdown. Exit codes: 0 clean stop or --check passed, 1 a config,
+ * script or start-up error, 2 a command-line error. */
+#include <errno.h>
+#include <lauxlib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "config.h"
+#include "conn.h"
+#include "log.h"
+#include "lua_core.h"
+#include "peer.h"
+#include "script.h"
+#include "store.h"
+
+#define MAX_EXTRA_SCRIPTS 64
+
+static const char usage[] =
+    "usage: herd --config FILE [--script FILE]... [--check] NAME\n"
+    "\n"
+    "Runs the server NAME of the herd that FILE (a Lua config) declares.\n"
+    "\n"
+    "  --config FILE   the herd's config file (required)\n"
+    "  --script FILE   load an extra script after the config's own "
+    "(repeatable)\n"
+    "  --check         load and validate config and scripts, print what is\n"
+    "                  wrong, exit 0 or 1 without serving (NAME optional:\n"
+    "                  without it every server is checked)\n"
+    "  --help          this text\n"
+    "  --version       the version\n"
+    "\n"
+    "Environment: HERD_PLACES_PROVIDER, HERD_PLACES_URL, HERD_PLACES_KEY,\n"
+    "HERD_SECRET, HERD_LOG_DIR override the config; HERD_SCRIPT_DIR moves\n"
+    "the built-in scripts. SIGTERM or SIGINT stops the server cleanly.\n";
+
+typedef struct options {
+  const char *config;
+  const char *name;
+  const char *scripts[MAX_EXTRA_SCRIPTS];
+  int nscripts;
+  int check;
+} options_t;
+
+static uv_loop_t *loop;
+static uv_prepare_t prepare;
+static uv_check_t check;
+static uv_signal_t sig_term, sig_int;
+static int stopping;
+
+static int parse_args(int argc, char **argv, options_t *o) {
+  memset(o, 0, sizeof *o);
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      fputs(usage, stdout);
+      exit(0);
+    } else if (strcmp(a, "--version") == 0) {
+      printf("herd %s (Lua %s.%s, libuv %s)\n", HERD_VERSION, LUA_VERSION_MAJOR,
+             LUA_VERSION_MINOR, uv_version_string());
+      exit(0);
+    } else if (strcmp(a, "--check") == 0) {
+      o->check = 1;
+    } else if (strcmp(a, "--config") == 0 || strcmp(a, "--script") == 0) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "herd: %s needs a file\n%s", a, usage);
+        return -1;
+      }
+      if (a[2] == 'c') {
+        o->config = argv[++i];
+      } else {
+        if (o->nscripts == MAX_EXTRA_SCRIPTS) {
+          fprintf(stderr, "herd: at most %d --script options\n",
+                  MAX_EXTRA_SCRIPTS);
+          return -1;
+        }
+        o->scripts[o->nscripts++] = argv[++i];
+      }
+    } else if (a[0] == '-') {
+      fprintf(stderr, "herd: unknown option %s\n%s", a, usage);
+      return -1;
+    } else if (o->name) {
+      fprintf(stderr, "herd: one server NAME only (got %s and %s)\n", o->name,
+              a);
+      return -1;
+    } else {
+      o->name = a;
+    }
+  }
+  if (!o->config) {
+    fprintf(stderr, "herd: --config FILE is required\n%s", usage);
+    return -1;
+  }
+  if (!o->name && !o->check) {
+    fprintf(stderr, "herd: which server? give its NAME\n%s", usage);
+    return -1;
+  }
+  return 0;
+}
+
+/* Asks the topology script for self's neighbours and checks them. Returns
+ * their count (indexes in out) or -1. */
+static int neighbours(lua_State *L, const config_t *cfg, int self, int *out,
+                      char *err, size_t errlen) {
+  if (script_push_hook(L, HOOK_NEIGHBOURS) < 0) return 0;
+  lua_pushstring(L, cfg->servers[self].name);
+  lua_getfield(L, LUA_REGISTRYINDEX, CONFIG_REGISTRY_KEY);
+  if (script_call(L, 2, 1, "neighbours") < 0) {
+    snprintf(err, errlen, "the topology script failed (see the error above)");
+    return -1;
+  }
+  if (!lua_istable(L, -1)) {
+    snprintf(err, errlen, "neighbours() must return a list of names, got %s",
+             luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return -1;
+  }
+  int n = 0;
+  for (lua_Integer i = 1; n < cfg->nservers; i++) {
+    lua_rawgeti(L, -1, i);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      break;
+    }
+    const char *name = lua_tostring(L, -1);
+    int idx = name ? config_find(cfg, name) : -1;
+    if (idx < 0 || idx == self) {
+      snprintf(err, errlen, "neighbours(%s) names %s, which is %s",
+               cfg->servers[self].name, name ? name : "a non-string",
+               idx == self ? "the server itself" : "not a declared server");
+      lua_pop(L, 2);
+      return -1;
+    }
+    int dup = 0;
+    for (int j = 0; j < n; j++) dup |= out[j] == idx;
+    if (!dup) out[n++] = idx;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return n;
+}
+
+/* Loads config and scripts into a fresh state. */
+static lua_State *load_all(const options_t *o, config_t *cfg, char *err,
+                           size_t errlen) {
+  script_limits_t lim = {0, 0};
+  lua_State *L = script_open(&lim, script_dir(), NULL, err, errlen);
+  if (!L) return NULL;
+  if (config_load(L, o->config, cfg, err, errlen) < 0) goto fail;
+  for (int i = 0; i < o->nscripts; i++) config_add_script(cfg, o->scripts[i]);
+  script_set_limits(L, cfg->lua_memory, cfg->lua_budget);
+  script_set_path(L, cfg->dir);
+  for (int i = 0; i < cfg->nscripts; i++)
+    if (script_load(L, cfg->scripts[i], err, errlen) < 0) goto fail;
+  if (script_check(L, err, errlen) < 0) goto fail;
+  return L;
+fail:
+  script_close(L);
+  return NULL;
+}
+
+static int check_server(lua_State *L, const config_t *cfg, int self,
+                        int *nb, int *nnb, char *err, size_t errlen) {
+  *nnb = neighbours(L, cfg, self, nb, err, errlen);
+  if (*nnb < 0) return -1;
+  if (*nnb > 0 && !cfg->secret && !cfg->insecure) {
+    snprintf(err, errlen,
+             "server %s has links but no secret: set HERD_SECRET or the "
+             "config's secret (or insecure = true for a herd without "
+             "authentication)",
+             cfg->servers[self].name);
+    return -1;
+  }
+  return 0;
+}
+
+static int run_check(const options_t *o) {
+  char err[4096];
+  config_t cfg;
+  lua_core_init(NULL, o->name ? o->name : "");
+  lua_State *L = load_all(o, &cfg, err, sizeof err);
+  if (!L) {
+    fprintf(stderr, "herd: %s\n", err);
+    return 1;
+  }
+  int rc = 0;
+  for (int i = 0; i < cfg.nservers; i++) {
+    if (o->name && strcmp(o->name, cfg.servers[i].name) != 0) continue;
+    int nb[256], nnb;
+    if (check_server(L, &cfg, i, nb, &nnb, err, sizeof err) < 0) {
+      fprintf(stderr, "herd: %s\n", err);
+      rc = 1;
+    }
+  }
+  if (o->name && config_find(&cfg, o->name) < 0) {
+    char names[1024];
+    config_names(&cfg, names, sizeof names);
+    fprintf(stderr, "herd: unknown server '%s'; %s declares: %s\n", o->name,
+            o->config, names);
+    rc = 1;
+  }
+  if (rc == 0)
+    printf("%s: ok (%d servers, %d scripts)\n", o->config, cfg.nservers,
+           cfg.nscripts);
+  script_close(L);
+  config_free(&cfg);
+  return rc;
+}
+
+static void on_loop_phase(void) {
+  conn_flush_all();
+  peer_flush_all();
+  log_flush();
+}
+
+static void on_prepare(uv_prepare_t *h) {
+  on_loop_phase();
+}
+
+static void on_check(uv_check_t *h) {
+  on_loop_phase();
+}
+
+static void close_walk(uv_handle_t *h, void *arg) {
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  if (stopping) return;
+  stopping = 1;
+  log_info("stopping on %s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  uv_stop(loop);
+}
+
+/* Many idle clients need many descriptors: take the hard limit. */
+static void raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int main(int argc, char **argv) {
+  options_t o;
+  if (parse_args(argc, argv, &o) < 0) return 2;
+  if (o.check) return run_check(&o);
+
+  char err[4096];
+  config_t cfg;
+  signal(SIGPIPE, SIG_IGN);
+  raise_fd_limit();
+  loop = uv_default_loop();
+  lua_core_init(loop, o.name);
+  store_init();
+  lua_State *L = load_all(&o, &cfg, err, sizeof err);
+  if (!L) {
+    fprintf(stderr, "herd: %s\n", err);
+    return 1;
+  }
+  int self = config_find(&cfg, o.name);
+  if (self < 0) {
+    char names[1024];
+    config_names(&cfg, names, sizeof names);
+    fprintf(stderr, "herd: unknown server '%s'; %s declares: %s\n", o.name,
+            o.config, names);
+    return 1;
+  }
+  int nb[256], nnb;
+  if (check_server(L, &cfg, self, nb, &nnb, err, sizeof err) < 0) {
+    fprintf(stderr, "herd: %s\n", err);
+    return 1;
+  }
+  script_set_current(L);
+  log_set_json(cfg.log_json);
+  if (log_open(cfg.log_dir, o.name, err, sizeof err) < 0) {
+    fprintf(stderr, "herd: %s\n", err);
+    return 1;
+  }
+  const config_server_t *me = &cfg.servers[self];
+  if (conn_listen(loop, me->host, me->port, &cfg.limits, err, sizeof err) <
+          0 ||
+      peer_start(loop, &cfg, self, nb, nnb, err, sizeof err) < 0) {
+    log_error("%s", err);
+    log_close();
+    return 1;
+  }
+  uv_prepare_init(loop, &prepare);
+  uv_prepare_start(&prepare, on_prepare);
+  uv_check_init(loop, &check);
+  uv_check_start(&check, on_check);
+  uv_signal_init(loop, &sig_term);
+  uv_signal_start(&sig_term, on_signal, SIGTERM);
+  uv_signal_init(loop, &sig_int);
+  uv_signal_start(&sig_int, on_signal, SIGINT);
+
+  char names[1024] = "";
+  for (int i = 0; i < nnb; i++) {
+    if (i) strncat(names, ", ", sizeof names - strlen(names) - 1);
+    strncat(names, cfg.servers[nb[i]].name, sizeof names - strlen(names) - 1);
+  }
+  log_info("%s listening on %s:%d (peers on %d), neighbours: %s", me->name,
+           me->host, me->port, me->peer_port, nnb ? names : "none");
+  if (cfg.dev_secret)
+    log_warn("this herd runs on a development secret: set HERD_SECRET "
+             "before exposing it");
+  if (script_push_hook(L, HOOK_ON_START) == 0)
+    script_call(L, 0, 0, "on_start");
+  log_flush();
+
+  uv_run(loop, UV_RUN_DEFAULT);
+
+  /* Orderly stop: flush what clients are owed, close everything, let the
+   * close callbacks run, then free. */
+  conn_shutdown();
+  peer_shutdown();
+  lua_core_cancel_timers();
+  uv_walk(loop, close_walk, NULL);
+  uv_run(loop, UV_RUN_DEFAULT);
+  log_info("stopped");
+  script_close(L);
+  store_free();
+  config_free(&cfg);
+  log_close();
+  uv_loop_close(loop);
+  return 0;
+}

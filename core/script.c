@@ -1,0 +1,320 @@
+/* script: see script.h. */
+#include "script.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "log.h"
+
+#define BUDGET_STEP 1000 /* instructions between two budget checks */
+
+int luaopen_core(lua_State *L); /* lua_core.c */
+
+/* Lives in the state's extra space, so every C function can reach it. */
+typedef struct script_state {
+  size_t mem;
+  size_t mem_limit;
+  long budget;
+  long used;  /* instructions spent in the current top-level call */
+  int depth;  /* nesting of script_call */
+  int hooks[HOOK_COUNT];
+} script_state_t;
+
+static const struct {
+  const char *name;
+  int arity;
+  int required;
+} hook_info[HOOK_COUNT] = {
+    [HOOK_ON_LINE] = {"on_line", 2, 1},
+    [HOOK_ON_RECORD] = {"on_record", 5, 1},
+    [HOOK_NEIGHBOURS] = {"neighbours", 2, 1},
+    [HOOK_ON_START] = {"on_start", 0, 0},
+    [HOOK_ON_LINK] = {"on_link", 2, 0},
+};
+
+static long live_refs;
+static lua_State *current;
+
+const char *script_dir(void) {
+  const char *d = getenv("HERD_SCRIPT_DIR");
+  return d && *d ? d : HERD_SCRIPT_DIR;
+}
+
+lua_State *script_current(void) {
+  return current;
+}
+
+void script_set_current(lua_State *L) {
+  current = L;
+}
+
+static script_state_t *state_of(lua_State *L) {
+  return *(script_state_t **)lua_getextraspace(L);
+}
+
+const char *script_hook_name(hook_t hook) {
+  return hook_info[hook].name;
+}
+
+/* The counting allocator: refusing to grow past the cap makes Lua raise a
+ * memory error in the script, which script_call reports like any error. */
+static void *alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  script_state_t *s = ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    free(ptr);
+    s->mem -= old;
+    return NULL;
+  }
+  if (s->mem_limit && nsize > old && s->mem + (nsize - old) > s->mem_limit)
+    return NULL;
+  void *p = realloc(ptr, nsize);
+  if (p) s->mem = s->mem - old + nsize;
+  return p;
+}
+
+/* Once the budget is spent the hook fires on every line and raises again,
+ * so a pcall inside the script cannot swallow the stop. */
+static void budget_hook(lua_State *L, lua_Debug *ar) {
+  script_state_t *s = state_of(L);
+  if (ar->event == LUA_HOOKCOUNT) s->used += BUDGET_STEP;
+  if (s->budget && s->depth > 0 && s->used > s->budget) {
+    lua_sethook(L, budget_hook, LUA_MASKLINE | LUA_MASKCOUNT, 1);
+    luaL_error(L, "script exceeded its budget of %d instructions",
+               (int)s->budget);
+  }
+}
+
+static int msghandler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)",
+                          luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+int script_call(lua_State *L, int nargs, int nres, const char *what) {
+  script_state_t *s = state_of(L);
+  int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, base);
+  if (s->depth++ == 0) {
+    s->used = 0;
+    if (s->budget) lua_sethook(L, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
+  }
+  int status = lua_pcall(L, nargs, nres, base);
+  if (--s->depth == 0 && s->budget)
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
+  lua_remove(L, base);
+  if (status != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    log_error("%s: %s", what, msg ? msg : "(no message)");
+    lua_pop(L, 1);
+    return -1;
+  }
+  return 0;
+}
+
+int script_ref(lua_State *L) {
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (ref != LUA_NOREF && ref != LUA_REFNIL) live_refs++;
+  return ref;
+}
+
+void script_unref(lua_State *L, int *ref) {
+  if (*ref != LUA_NOREF && *ref != LUA_REFNIL) {
+    luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+    live_refs--;
+  }
+  *ref = LUA_NOREF;
+}
+
+long script_live_refs(void) {
+  return live_refs;
+}
+
+size_t script_memory(lua_State *L) {
+  return state_of(L)->mem;
+}
+
+static void add_path(buf_t *b, const char *dir) {
+  if (!dir || !*dir) return;
+  buf_append_str(b, dir);
+  buf_append_str(b, "/?.lua;");
+  buf_append_str(b, dir);
+  buf_append_str(b, "/?/init.lua;");
+}
+
+lua_State *script_open(const script_limits_t *limits, const char *script_dir,
+                       const char *extra_dir, char *err, size_t errlen) {
+  script_state_t *s = xcalloc(1, sizeof *s);
+  s->mem_limit = limits->memory;
+  s->budget = limits->budget;
+  for (int i = 0; i < HOOK_COUNT; i++) s->hooks[i] = LUA_NOREF;
+  lua_State *L = lua_newstate(alloc, s);
+  if (!L) {
+    snprintf(err, errlen, "cannot create the Lua state");
+    free(s);
+    return NULL;
+  }
+  *(script_state_t **)lua_getextraspace(L) = s;
+  luaL_openlibs(L);
+  lua_gc(L, LUA_GCGEN, 0, 0);
+
+  /* Scripts find each other in the script directory and beside the config;
+   * Debian's Lua modules (cjson) stay reachable through the default path. */
+  buf_t path;
+  buf_init(&path);
+  add_path(&path, extra_dir);
+  add_path(&path, script_dir);
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  buf_append_str(&path, lua_tostring(L, -1));
+  lua_pop(L, 1);
+  lua_pushlstring(L, path.data, path.len);
+  lua_setfield(L, -2, "path");
+  buf_free(&path);
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, luaopen_core);
+  lua_setfield(L, -2, "core");
+  lua_pop(L, 2);
+  return L;
+}
+
+void script_set_limits(lua_State *L, size_t memory, long budget) {
+  script_state_t *s = state_of(L);
+  s->mem_limit = memory;
+  s->budget = budget;
+}
+
+void script_set_path(lua_State *L, const char *dir) {
+  buf_t path;
+  buf_init(&path);
+  add_path(&path, dir);
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  buf_append_str(&path, lua_tostring(L, -1));
+  lua_pop(L, 1);
+  lua_pushlstring(L, path.data, path.len);
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
+  buf_free(&path);
+}
+
+void script_close(lua_State *L) {
+  if (!L) return;
+  script_state_t *s = state_of(L);
+  for (int i = 0; i < HOOK_COUNT; i++) script_unref(L, &s->hooks[i]);
+  lua_close(L);
+  free(s);
+}
+
+static int find_hook(const char *name) {
+  for (int i = 0; i < HOOK_COUNT; i++)
+    if (strcmp(hook_info[i].name, name) == 0) return i;
+  return -1;
+}
+
+/* Wraps `new` so it receives `prev` as an extra last argument. */
+static void chain_hook(lua_State *L, hook_t hook, int prev_ref) {
+  static const char *args[] = {"", "a1,", "a1,a2,", "a1,a2,a3,", "a1,a2,a3,a4,",
+                               "a1,a2,a3,a4,a5,"};
+  const char *a = args[hook_info[hook].arity];
+  char src[256];
+  snprintf(src, sizeof src,
+           "local new, prev = ...\n"
+           "return function(%.*s) return new(%sprev) end",
+           (int)(strlen(a) ? strlen(a) - 1 : 0), a, a);
+  luaL_loadstring(L, src);                     /* new chunk */
+  lua_insert(L, -2);                           /* chunk new */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, prev_ref); /* chunk new prev */
+  lua_call(L, 2, 1);                           /* wrapper */
+}
+
+int script_load(lua_State *L, const char *path, char *err, size_t errlen) {
+  script_state_t *s = state_of(L);
+  if (luaL_loadfilex(L, path, "t") != LUA_OK) {
+    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return -1;
+  }
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, -2);
+  int status = lua_pcall(L, 0, 1, -2);
+  lua_remove(L, -2);
+  if (status != LUA_OK) {
+    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return -1;
+  }
+  if (!lua_istable(L, -1)) {
+    snprintf(err, errlen, "%s: a script must return a table of hooks, got %s",
+             path, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return -1;
+  }
+  /* Validate every key before installing any, so a bad script changes
+   * nothing. */
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
+                                                      : NULL;
+    int h = key ? find_hook(key) : -1;
+    if (h < 0) {
+      snprintf(err, errlen,
+               "%s: unknown hook '%s' (hooks are on_line, on_record, "
+               "neighbours, on_start, on_link)",
+               path, key ? key : luaL_typename(L, -2));
+      lua_pop(L, 3);
+      return -1;
+    }
+    if (!lua_isfunction(L, -1)) {
+      snprintf(err, errlen, "%s: hook '%s' must be a function, got %s", path,
+               key, luaL_typename(L, -1));
+      lua_pop(L, 3);
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
+  for (int h = 0; h < HOOK_COUNT; h++) {
+    lua_getfield(L, -1, hook_info[h].name);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      continue;
+    }
+    if (s->hooks[h] != LUA_NOREF) {
+      chain_hook(L, (hook_t)h, s->hooks[h]);
+      script_unref(L, &s->hooks[h]);
+    }
+    s->hooks[h] = script_ref(L);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+int script_check(lua_State *L, char *err, size_t errlen) {
+  script_state_t *s = state_of(L);
+  for (int h = 0; h < HOOK_COUNT; h++) {
+    if (hook_info[h].required && s->hooks[h] == LUA_NOREF) {
+      snprintf(err, errlen, "no script defines the required hook '%s'",
+               hook_info[h].name);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int script_push_hook(lua_State *L, hook_t hook) {
+  script_state_t *s = state_of(L);
+  if (s->hooks[hook] == LUA_NOREF) return -1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->hooks[hook]);
+  return 0;
+}

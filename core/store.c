@@ -1,0 +1,179 @@
+/* store: see store.h. */
+#include "store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+
+static store_rec_t **table;
+static size_t table_cap; /* power of two */
+static size_t count, bytes;
+/* tree[0] = root, tree[1] = level 1 (FANOUT nodes), ... leaves last. */
+static uint64_t *tree[STORE_DEPTH + 1];
+static store_rec_t **leaves;
+
+static uint64_t mix64(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
+
+static uint64_t hash_bytes(const char *p, size_t n, uint64_t seed) {
+  uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 0x100000001b3ULL;
+  return mix64(h);
+}
+
+void store_init(void) {
+  table_cap = 1024;
+  table = xcalloc(table_cap, sizeof *table);
+  size_t n = 1;
+  for (int l = 0; l <= STORE_DEPTH; l++) {
+    tree[l] = xcalloc(n, sizeof *tree[l]);
+    n *= STORE_FANOUT;
+  }
+  leaves = xcalloc(STORE_LEAVES, sizeof *leaves);
+}
+
+void store_free(void) {
+  for (size_t i = 0; i < table_cap; i++) {
+    store_rec_t *r = table ? table[i] : NULL;
+    while (r) {
+      store_rec_t *next = r->next;
+      free(r);
+      r = next;
+    }
+  }
+  free(table);
+  table = NULL;
+  table_cap = count = bytes = 0;
+  for (int l = 0; l <= STORE_DEPTH; l++) {
+    free(tree[l]);
+    tree[l] = NULL;
+  }
+  free(leaves);
+  leaves = NULL;
+}
+
+size_t store_count(void) {
+  return count;
+}
+
+size_t store_bytes(void) {
+  return bytes + table_cap * sizeof *table;
+}
+
+uint32_t store_leaf_of(const char *client, size_t client_len) {
+  return (uint32_t)(hash_bytes(client, client_len, 0x5eed) % STORE_LEAVES);
+}
+
+static void tree_apply(uint32_t leaf, uint64_t delta) {
+  uint32_t idx = leaf;
+  for (int l = STORE_DEPTH; l >= 0; l--) {
+    tree[l][idx] ^= delta;
+    idx /= STORE_FANOUT;
+  }
+}
+
+uint64_t store_node(int level, uint32_t index) {
+  return tree[level][index];
+}
+
+const store_rec_t *store_leaf(uint32_t leaf) {
+  return leaves[leaf];
+}
+
+int store_compare(int64_t asec, int32_t ansec, const char *aline, size_t alen,
+                  const store_rec_t *b) {
+  if (asec != b->sec) return asec > b->sec ? 1 : -1;
+  if (ansec != b->nsec) return ansec > b->nsec ? 1 : -1;
+  size_t n = alen < b->line_len ? alen : b->line_len;
+  int c = memcmp(aline, STORE_LINE(b), n);
+  if (c) return c;
+  return alen == b->line_len ? 0 : (alen > b->line_len ? 1 : -1);
+}
+
+static void grow(void) {
+  size_t cap = table_cap * 2;
+  store_rec_t **t = xcalloc(cap, sizeof *t);
+  for (size_t i = 0; i < table_cap; i++) {
+    store_rec_t *r = table[i];
+    while (r) {
+      store_rec_t *next = r->next;
+      size_t b = hash_bytes(STORE_CLIENT(r), r->client_len, 0) & (cap - 1);
+      r->next = t[b];
+      t[b] = r;
+      r = next;
+    }
+  }
+  free(table);
+  table = t;
+  table_cap = cap;
+}
+
+static store_rec_t **find(const char *client, size_t len) {
+  size_t b = hash_bytes(client, len, 0) & (table_cap - 1);
+  store_rec_t **p = &table[b];
+  while (*p && ((*p)->client_len != len ||
+                memcmp(STORE_CLIENT(*p), client, len) != 0))
+    p = &(*p)->next;
+  return p;
+}
+
+const store_rec_t *store_get(const char *client, size_t client_len) {
+  return *find(client, client_len);
+}
+
+static void leaf_remove(uint32_t leaf, store_rec_t *r) {
+  store_rec_t **p = &leaves[leaf];
+  while (*p != r) p = &(*p)->leaf_next;
+  *p = r->leaf_next;
+}
+
+int store_put(const char *client, size_t client_len, int64_t sec,
+              int32_t nsec, const char *line, size_t line_len) {
+  if (client_len == 0 || client_len > STORE_MAX_CLIENT || line_len == 0 ||
+      line_len > STORE_MAX_LINE || nsec < 0 || nsec > 999999999)
+    return -1;
+  store_rec_t **slot = find(client, client_len);
+  store_rec_t *old = *slot;
+  if (old && store_compare(sec, nsec, line, line_len, old) <= 0) return 0;
+
+  store_rec_t *r = xmalloc(sizeof *r + client_len + line_len);
+  r->sec = sec;
+  r->nsec = nsec;
+  r->client_len = (uint16_t)client_len;
+  r->line_len = (uint16_t)line_len;
+  memcpy(r->data, client, client_len);
+  memcpy(r->data + client_len, line, line_len);
+  r->digest = mix64(hash_bytes(line, line_len, (uint64_t)sec) ^
+                    hash_bytes(client, client_len, (uint64_t)nsec)) | 1;
+  uint32_t leaf = store_leaf_of(client, client_len);
+  uint64_t delta = r->digest;
+  if (old) {
+    r->next = old->next;
+    leaf_remove(leaf, old);
+    delta ^= old->digest;
+    bytes -= sizeof *old + old->client_len + old->line_len;
+    free(old);
+  } else {
+    r->next = NULL;
+    count++;
+  }
+  *slot = r;
+  r->leaf_next = leaves[leaf];
+  leaves[leaf] = r;
+  tree_apply(leaf, delta);
+  bytes += sizeof *r + client_len + line_len;
+  if (count > table_cap) grow();
+  return 1;
+}
+
+void store_each(void (*fn)(const store_rec_t *r, void *ud), void *ud) {
+  for (size_t i = 0; i < table_cap; i++)
+    for (store_rec_t *r = table[i]; r; r = r->next) fn(r, ud);
+}

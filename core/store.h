@@ -1,0 +1,57 @@
+/* store: the client records, owned by C so that they survive a script reload
+ * and so that the links can reconcile them.
+ * One record per client: the newest by client timestamp, with a fixed
+ * tie-break (the greater AT line, byte by byte) so every server picks the
+ * same winner. Records also feed a hash tree (root, STORE_FANOUT children per
+ * node, STORE_DEPTH levels below the root; each node the XOR of its records'
+ * digests), kept up to date on every change, which lets two servers find the
+ * records they differ on with traffic that grows with the difference, not
+ * with the store. */
+#ifndef HERD_STORE_H
+#define HERD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_FANOUT 32
+#define STORE_DEPTH 3 /* levels below the root; the last holds the leaves */
+#define STORE_LEAVES (STORE_FANOUT * STORE_FANOUT * STORE_FANOUT)
+#define STORE_MAX_CLIENT 1024 /* bytes in a client id */
+#define STORE_MAX_LINE 8192   /* bytes in a stored AT line */
+
+typedef struct store_rec {
+  struct store_rec *next;      /* hash chain */
+  struct store_rec *leaf_next; /* records of the same leaf */
+  uint64_t digest;             /* identifies this version of the record */
+  int64_t sec;                 /* client timestamp */
+  int32_t nsec;
+  uint16_t client_len;
+  uint16_t line_len;
+  char data[];                 /* client id, then the AT line */
+} store_rec_t;
+
+#define STORE_CLIENT(r) ((r)->data)
+#define STORE_LINE(r) ((r)->data + (r)->client_len)
+
+void store_init(void);
+void store_free(void);
+/* Keeps the record if it is newer than the stored one for this client.
+ * Returns 1 if stored, 0 if not newer, -1 if malformed (too long, empty). */
+int store_put(const char *client, size_t client_len, int64_t sec,
+              int32_t nsec, const char *line, size_t line_len);
+const store_rec_t *store_get(const char *client, size_t client_len);
+size_t store_count(void);
+size_t store_bytes(void);
+/* >0 if a is newer than b (timestamp, then line bytes), 0 if equal. */
+int store_compare(int64_t asec, int32_t ansec, const char *aline,
+                  size_t alen, const store_rec_t *b);
+/* Calls fn for every record (order unspecified). */
+void store_each(void (*fn)(const store_rec_t *r, void *ud), void *ud);
+
+/* The hash tree. Level 0 is the root (index 0); level STORE_DEPTH holds the
+ * leaves. */
+uint64_t store_node(int level, uint32_t index);
+uint32_t store_leaf_of(const char *client, size_t client_len);
+const store_rec_t *store_leaf(uint32_t leaf); /* then follow leaf_next */
+
+#endif

@@ -1,0 +1,24 @@
+-- iamat: "IAMAT <client> <location> <time>" -> "AT <server> <diff> <client>
+-- <location> <time>". The reply echoes the operands byte for byte; an IAMAT
+-- older than the stored record is answered but changes nothing.
+local core = require "core"
+local clock = require "clock"
+local location = require "location"
+local records = require "records"
+
+local M = {}
+
+-- Returns the reply, or nil when the message is invalid.
+function M.command(conn, fields)
+  if #fields ~= 4 then return nil end
+  local client, loc, time = fields[2], fields[3], fields[4]
+  if not location.parse(loc) then return nil end
+  local sec, nsec = clock.parse(time)
+  if not sec then return nil end
+  local at = "AT " .. core.name .. " " .. clock.diff(core.now(), sec, nsec)
+    .. " " .. client .. " " .. loc .. " " .. time
+  records.accept(client, sec, nsec, at)
+  return at .. "\n"
+end
+
+return M

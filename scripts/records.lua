@@ -1,0 +1,46 @@
+-- records: client locations as AT lines, how they are accepted from clients
+-- and from peers, and flooded. The store itself lives in the C core
+-- (core.store), which keeps per client the newest record by client time,
+-- ties broken by the greater AT line, so every server picks the same one.
+local core = require "core"
+local clock = require "clock"
+local location = require "location"
+
+local M = {}
+
+-- Checks an AT line as a peer sent it: the shape, and that it agrees with
+-- the client and timestamp it came with. Returns true or nil, err.
+function M.valid(client, sec, nsec, line)
+  local server, diff, who, loc, time =
+    line:match("^AT (%S+) ([+-]%d+%.%d%d%d%d%d%d%d%d%d) (%S+) (%S+) (%S+)$")
+  if not server then return nil, "not an AT line" end
+  if who ~= client then return nil, "client does not match" end
+  if not location.parse(loc) then return nil, "bad location" end
+  local s, n = clock.parse(time)
+  if s ~= sec or n ~= nsec then return nil, "timestamp does not match" end
+  return true
+end
+
+-- Stores a record if it is newer and floods it to every neighbour but the
+-- one it came from. Returns true when it was new.
+function M.accept(client, sec, nsec, line, from)
+  local stored, err = core.store.put(client, sec, nsec, line)
+  if stored == nil then
+    core.warn("record for " .. client .. " refused: " .. err)
+    return false
+  end
+  if stored then core.flood(client, from) end
+  return stored
+end
+
+-- The on_record hook: a record from the peer `from`.
+function M.on_record(from, client, sec, nsec, line)
+  local ok, err = M.valid(client, sec, nsec, line)
+  if not ok then
+    core.warn("record from " .. from .. " dropped: " .. err)
+    return
+  end
+  M.accept(client, sec, nsec, line, from)
+end
+
+return M
