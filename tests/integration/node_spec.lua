@@ -1,0 +1,233 @@
+-- One herd server against real TCP clients. Ports 20000-20099.
+local herd = require "helpers.herd"
+local socket = require "socket"
+
+local S = 1000000000
+local BASE = 20000
+
+local function ns_now()
+  local t = socket.gettime()
+  return math.floor(t) * S + math.floor((t % 1) * 1e9)
+end
+
+-- Parses "+S.NNNNNNNNN" into integer nanoseconds.
+local function diff_ns(d)
+  local sign, s, n = d:match("^([+-])(%d+)%.(%d%d%d%d%d%d%d%d%d)$")
+  assert(sign, "bad difference " .. tostring(d))
+  local v = tonumber(s) * S + tonumber(n)
+  return sign == "-" and -v or v
+end
+
+describe("a herd server #integration", function()
+  local h
+  lazy_setup(function()
+    h = herd.start({ servers = { Solo = { port = BASE + 1 } } })
+  end)
+  lazy_teardown(function() h:stop() end)
+
+  it("answers the classic grader: one line without newline, half-close, read", function()
+    local out = h:oneshot("Solo", "IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503")
+    assert.matches("^AT Solo %+%d+%.%d%d%d%d%d%d%d%d%d kiwi%.cs%.ucla%.edu %+34%.068930%-118%.445127 1621464827%.959498503\n$", out)
+  end)
+
+  it("computes the time difference exactly against the client's clock", function()
+    local c = h:client("Solo")
+    for _ = 1, 5 do
+      local before = ns_now()
+      local t = herd.now()
+      local reply = c:request("IAMAT exact " .. "+1+1 " .. t)
+      local after = ns_now()
+      local d = reply:match("^AT Solo (%S+) exact %+1%+1 " .. t:gsub("%.", "%%.") .. "$")
+      assert.truthy(d, reply)
+      local sec, frac = t:match("(%d+)%.(%d+)")
+      local received = tonumber(sec) * S + tonumber(frac) + diff_ns(d)
+      assert.is_true(received >= before - 1000 and received <= after + 1000,
+        "receive time outside the exchange: " .. reply)
+    end
+    c:close()
+  end)
+
+  it("answers many pipelined messages in one write, in order", function()
+    local lines = {}
+    for i = 1, 200 do
+      lines[i] = (i % 3 == 0) and ("BAD " .. i) or ("IAMAT c" .. i .. " +1-1 " .. i .. ".5")
+    end
+    local out = h:oneshot("Solo", table.concat(lines, "\n") .. "\n")
+    local i = 0
+    for reply in out:gmatch("([^\n]*)\n") do
+      i = i + 1
+      if i % 3 == 0 then
+        assert.equal("? BAD " .. i, reply)
+      else
+        assert.matches("^AT Solo %S+ c" .. i .. " %+1%-1 " .. i .. "%.5$", reply)
+      end
+    end
+    assert.equal(200, i)
+  end)
+
+  it("reassembles a message split over several writes", function()
+    local c = h:client("Solo")
+    for _, piece in ipairs({ "IAM", "AT sp", "lit +1", "0-20 16214", "64827.5", "\n" }) do
+      c:send(piece)
+      herd.sleep(0.02)
+    end
+    assert.matches("^AT Solo %S+ split %+10%-20 1621464827%.5$", c:line())
+    c:close()
+  end)
+
+  it("ignores blank lines and accepts CRLF", function()
+    local out = h:oneshot("Solo", "\n   \n\t\r\nIAMAT crlf +1+1 5.5\r\n\n")
+    assert.matches("^AT Solo %S+ crlf %+1%+1 5%.5\n$", out)
+  end)
+
+  it("answers ? with the message as received", function()
+    local out = h:oneshot("Solo", "  WHAT is\tthis  \r\nAT Solo +0.1 kiwi +1+1 5.5\n")
+    assert.equal("?   WHAT is\tthis  \n? AT Solo +0.1 kiwi +1+1 5.5\n", out)
+  end)
+
+  it("keeps the stored record when an older IAMAT arrives", function()
+    h:oneshot("Solo", "IAMAT keep +10+10 2000.5\n")
+    local out = h:oneshot("Solo", "IAMAT keep +20+20 1000.5\nWHATSAT keep 1 1\n")
+    assert.matches("^AT Solo %S+ keep %+20%+20 1000%.5\nAT Solo %S+ keep %+10%+10 2000%.5\n", out)
+  end)
+
+  it("answers ? to an over-long line and keeps serving", function()
+    local c = h:client("Solo")
+    c:send(string.rep("x", 100000) .. "\nIAMAT after +1+1 1.5\n")
+    local first = c:line()
+    assert.equal("? " .. string.rep("x", 256), first)
+    assert.matches("^AT Solo %S+ after ", c:line())
+    c:close()
+  end)
+
+  it("closes the connection once the client is done and replies are out", function()
+    local c = h:client("Solo")
+    c:send("IAMAT bye +1+1 1.5\n")
+    c:shutdown()
+    local out, err = c:all()
+    assert.matches("^AT Solo", out)
+    assert.is_nil(err)
+    c:close()
+  end)
+end)
+
+describe("a script that fails #integration", function()
+  local h
+  lazy_setup(function()
+    h = herd.start({ servers = { Solo = { port = BASE + 2 } }, limits = { lua_budget = 2000000 } },
+      { scripts = { "tests/fixtures/raises.lua" } })
+  end)
+  lazy_teardown(function() h:stop() end)
+
+  it("answers ? to that line, logs the traceback, and keeps serving", function()
+    local c = h:client("Solo")
+    assert.equal("? BOOM now", c:request("BOOM now"))
+    assert.matches("^AT Solo", c:request("IAMAT ok +1+1 1.5"))
+    c:close()
+    assert.matches("on_line: .-deliberate failure.-stack traceback", h:log("Solo"))
+  end)
+
+  it("stops a script stuck in a loop, even one that catches errors", function()
+    local c = h:client("Solo", 10)
+    assert.equal("? SPIN", c:request("SPIN"))
+    assert.matches("^AT Solo", c:request("IAMAT ok +1+1 1.5"))
+    c:close()
+    assert.matches("budget", h:log("Solo"))
+  end)
+end)
+
+describe("server logs #integration", function()
+  it("are complete after SIGTERM, which exits 0", function()
+    local h = herd.start({ servers = { Solo = { port = BASE + 3 } } })
+    finally(function() h:stop() end)
+    local c = h:client("Solo")
+    for i = 1, 50 do c:send("IAMAT log" .. i .. " +1+1 " .. i .. ".5\n") end
+    for _ = 1, 50 do c:line() end
+    assert.is_true(h:signal("Solo", "TERM"))
+    assert.equal(0, h:exit_code("Solo"))
+    local log = h:log("Solo")
+    for i = 1, 50 do
+      assert.matches("Z IN 127%.0%.0%.1:%d+ IAMAT log" .. i .. " ", log)
+      assert.matches("Z OUT 127%.0%.0%.1:%d+ AT Solo %S+ log" .. i .. " ", log)
+    end
+    assert.matches("stopping on SIGTERM", log)
+    c:close()
+  end)
+end)
+
+describe("the command line #integration", function()
+  local dir = os.tmpname()
+  os.remove(dir)
+  os.execute("mkdir -p " .. dir)
+  local function config(text)
+    local path = dir .. "/c" .. math.random(1e9) .. ".lua"
+    local f = assert(io.open(path, "w"))
+    f:write(text)
+    f:close()
+    return path
+  end
+  local classic = "examples/cs131/herd.lua"
+
+  it("--check passes the example herd", function()
+    local rc, out = herd.run("--config " .. classic .. " --check")
+    assert.equal(0, rc)
+    assert.matches("ok", out)
+  end)
+  it("names the servers that exist for an unknown name", function()
+    local rc, _, err = herd.run("--config " .. classic .. " Nobody")
+    assert.equal(1, rc)
+    assert.matches("unknown server 'Nobody'.*Bernard, Campbell, Jaquez, Juzang, Riley", err)
+  end)
+  it("names the file and line of a config error", function()
+    local path = config("return {\n servers = { A = { port = 1 } },\n x = = 1 }\n")
+    local rc, _, err = herd.run("--config " .. path .. " --check")
+    assert.equal(1, rc)
+    assert.matches(path:gsub("%p", "%%%0") .. ":3:", err)
+  end)
+  it("rejects an unknown config key", function()
+    local path = config("return { servers = { A = { port = 1 } }, linsk = {} }")
+    local rc, _, err = herd.run("--config " .. path .. " A")
+    assert.equal(1, rc)
+    assert.matches("unknown key 'linsk'", err)
+  end)
+  it("names the script and the hook of a mistyped hook", function()
+    local rc, _, err = herd.run("--config " .. classic .. " --script tests/fixtures/bad_hook.lua --check")
+    assert.equal(1, rc)
+    assert.matches("bad_hook%.lua: unknown hook 'on_lien'", err)
+  end)
+  it("names the file and line of a script syntax error", function()
+    local rc, _, err = herd.run("--config " .. classic .. " --script tests/fixtures/syntax_error.lua --check")
+    assert.equal(1, rc)
+    assert.matches("syntax_error%.lua:4:", err)
+  end)
+  it("refuses a server with links but no secret", function()
+    local path = config([[return { servers = { A = { port = 1 }, B = { port = 2 } },
+      links = { { "A", "B" } } }]])
+    local rc, _, err = herd.run("--config " .. path .. " A", { HERD_SECRET = "" })
+    assert.equal(1, rc)
+    assert.matches("no secret", err)
+    rc = herd.run("--config " .. path .. " --check A", { HERD_SECRET = "s" })
+    assert.equal(0, rc)
+  end)
+  it("prints help and version, and rejects bad usage with 2", function()
+    local rc, out = herd.run("--help")
+    assert.equal(0, rc)
+    assert.matches("usage: herd %-%-config FILE", out)
+    rc, out = herd.run("--version")
+    assert.equal(0, rc)
+    assert.matches("^herd ", out)
+    assert.equal(2, (herd.run("--bogus")))
+    assert.equal(2, (herd.run("Riley")))
+  end)
+  it("starts listening well under 100 ms", function()
+    local path = config("return { servers = { A = { port = " .. (BASE + 4) .. " } }, log_dir = '" .. dir .. "' }")
+    local t0 = socket.gettime()
+    os.execute(herd.bin .. " --config " .. path .. " A >/dev/null 2>&1 & echo $! > " .. dir .. "/pid")
+    local ok = herd.wait_port(BASE + 4, 5)
+    local elapsed = socket.gettime() - t0
+    local pid = herd.read_file(dir .. "/pid"):match("%d+")
+    os.execute("kill " .. pid)
+    assert.is_true(ok)
+    assert.is_true(elapsed < 0.1, "took " .. elapsed .. " s")
+  end)
+end)
