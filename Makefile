@@ -35,10 +35,12 @@ BIN := $(OUT)/herd
 all: $(BIN)
 
 $(OUT)/obj/%.o: core/%.c $(wildcard core/*.h) | $(OUT)/obj
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+	@echo "CC $<"
+	@$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 $(BIN): $(OBJ)
-	$(CC) $(CFLAGS) $(OBJ) -o $@ $(PKG_LIBS) -lm $(LDFLAGS)
+	@echo "LD $@"
+	@$(CC) $(CFLAGS) $(OBJ) -o $@ $(PKG_LIBS) -lm $(LDFLAGS)
 
 $(OUT)/obj:
 	@mkdir -p $@

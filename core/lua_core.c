@@ -12,25 +12,14 @@
 #include "buf.h"
 #include "config.h"
 #include "conn.h"
+#include "http.h"
 #include "idmap.h"
 #include "log.h"
 #include "lua_core.h"
 #include "peer.h"
+#include "places.h"
 #include "script.h"
 #include "store.h"
-/* The HTTP and places modules land separately; until they do, the core
- * builds without them. */
-#if __has_include("http.h")
-#include "http.h"
-#else
-#define http_in_flight() 0L
-#define http_lua_register(L) ((void)(L))
-#endif
-#if __has_include("places.h")
-#include "places.h"
-#else
-#define places_lua_register(L) ((void)(L))
-#endif
 
 typedef struct ltimer {
   uv_timer_t handle;
@@ -129,11 +118,9 @@ static void timer_stop(ltimer_t *t) {
 static void timer_fired(uv_timer_t *h) {
   ltimer_t *t = (ltimer_t *)h;
   lua_State *L = t->L;
-  uint64_t id = t->id;
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
   if (!t->repeat) timer_stop(t); /* the ref lives until the close callback */
   script_call(L, 0, 0, "timer");
-  (void)id;
 }
 
 static int start_timer(lua_State *L, int repeat) {
@@ -169,14 +156,24 @@ static int l_cancel(lua_State *L) {
   return 1;
 }
 
-void lua_core_cancel_timers(void) {
+void lua_core_cancel_timers(lua_State *L, int repeating_only) {
+  /* Collect first: stopping a timer changes the map. */
+  size_t n = 0;
+  ltimer_t **victims = xcalloc(timers.len + 1, sizeof *victims);
+  for (size_t i = 0; i < timers.cap; i++) {
+    ltimer_t *t = timers.keys[i] ? timers.vals[i] : NULL;
+    if (t && (!L || t->L == L) && (!repeating_only || t->repeat))
+      victims[n++] = t;
+  }
+  for (size_t i = 0; i < n; i++) timer_stop(victims[i]);
+  free(victims);
+}
+
+int lua_core_timer_count(lua_State *L) {
+  int n = 0;
   for (size_t i = 0; i < timers.cap; i++)
-    if (timers.keys && timers.keys[i]) {
-      timer_stop(timers.vals[i]);
-      i = (size_t)-1; /* the map shifted: rescan */
-      if (!timers.len) break;
-    }
-  idmap_free(&timers);
+    if (timers.keys[i] && ((ltimer_t *)timers.vals[i])->L == L) n++;
+  return n;
 }
 
 static int l_store_put(lua_State *L) {

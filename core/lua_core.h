@@ -7,7 +7,10 @@
 
 void lua_core_init(uv_loop_t *loop, const char *self_name);
 int luaopen_core(lua_State *L);
-/* Stops every script timer (shutdown, reload). */
-void lua_core_cancel_timers(void);
+/* Stops the timers of L (NULL: of every state), only the repeating ones if
+ * repeating_only (a reload lets one-shot timers of the old scripts run). */
+void lua_core_cancel_timers(lua_State *L, int repeating_only);
+/* Timers still pending in L. */
+int lua_core_timer_count(lua_State *L);
 
 #endif

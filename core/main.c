@@ -12,12 +12,15 @@
 #include <sys/resource.h>
 #include <uv.h>
 
+#include "admin.h"
 #include "buf.h"
 #include "config.h"
 #include "conn.h"
+#include "http.h"
 #include "log.h"
 #include "lua_core.h"
 #include "peer.h"
+#include "places.h"
 #include "script.h"
 #include "store.h"
 
@@ -25,6 +28,8 @@
 
 static const char usage[] =
     "usage: herd --config FILE [--script FILE]... [--check] NAME\n"
+    "       herd ctl --config FILE NAME COMMAND   (stats, links, records,\n"
+    "                 record CLIENT, cut NAME MS, reload)\n"
     "\n"
     "Runs the server NAME of the herd that FILE (a Lua config) declares.\n"
     "\n"
@@ -39,7 +44,8 @@ static const char usage[] =
     "\n"
     "Environment: HERD_PLACES_PROVIDER, HERD_PLACES_URL, HERD_PLACES_KEY,\n"
     "HERD_SECRET, HERD_LOG_DIR override the config; HERD_SCRIPT_DIR moves\n"
-    "the built-in scripts. SIGTERM or SIGINT stops the server cleanly.\n";
+    "the built-in scripts. SIGTERM or SIGINT stops the server cleanly;\n"
+    "SIGHUP reloads the scripts.\n";
 
 typedef struct options {
   const char *config;
@@ -52,8 +58,15 @@ typedef struct options {
 static uv_loop_t *loop;
 static uv_prepare_t prepare;
 static uv_check_t check;
-static uv_signal_t sig_term, sig_int;
+static uv_signal_t sig_term, sig_int, sig_hup;
+static uv_timer_t reaper;
 static int stopping;
+static options_t opts;
+static config_t server_cfg;
+static int self_idx = -1;
+/* States replaced by a reload, closed once nothing of theirs is pending. */
+static lua_State *retired[16];
+static int nretired;
 
 static int parse_args(int argc, char **argv, options_t *o) {
   memset(o, 0, sizeof *o);
@@ -239,6 +252,96 @@ static void on_signal(uv_signal_t *h, int signum) {
   uv_stop(loop);
 }
 
+static void close_retired(int force) {
+  for (int i = 0; i < nretired;) {
+    lua_State *L = retired[i];
+    if (force || (http_in_flight() == 0 && lua_core_timer_count(L) == 0)) {
+      if (force) http_cancel_state(L);
+      lua_core_cancel_timers(L, 0);
+      script_close(L);
+      retired[i] = retired[--nretired];
+    } else {
+      i++;
+    }
+  }
+}
+
+static void on_reaper(uv_timer_t *t) {
+  close_retired(0);
+}
+
+/* Loads config and scripts into a fresh state and swaps it in only if all
+ * of it loads. Requests in flight finish in the old state, which is closed
+ * once they are done; its repeating timers stop now. Listeners, links and
+ * limits keep their start-up values (they need a restart). */
+static int reload(char *msg, size_t n) {
+  char err[4096];
+  config_t fresh;
+  if (nretired == (int)(sizeof retired / sizeof retired[0])) close_retired(1);
+  lua_State *L = load_all(&opts, &fresh, err, sizeof err);
+  if (!L) {
+    log_error("reload failed, the running scripts stay: %s", err);
+    snprintf(msg, n, "%s", err);
+    return -1;
+  }
+  config_free(&fresh);
+  lua_State *old = script_current();
+  lua_core_cancel_timers(old, 1);
+  retired[nretired++] = old;
+  script_set_current(L);
+  log_info("scripts reloaded: %s", script_versions(L));
+  if (script_push_hook(L, HOOK_ON_START) == 0)
+    script_call(L, 0, 0, "on_start");
+  snprintf(msg, n, "%s", script_versions(L));
+  close_retired(0);
+  return 0;
+}
+
+static void on_hup(uv_signal_t *h, int signum) {
+  char msg[4096];
+  reload(msg, sizeof msg);
+}
+
+static void admin_path(const config_t *c, const char *name, char *out,
+                       size_t n) {
+  if (c->admin_socket)
+    snprintf(out, n, "%s", c->admin_socket);
+  else
+    snprintf(out, n, "%s/%s.sock", c->log_dir, name);
+}
+
+/* herd ctl --config FILE NAME COMMAND... */
+static int run_ctl(int argc, char **argv) {
+  const char *config = NULL, *name = NULL;
+  char command[1024] = "";
+  for (int i = 2; i < argc; i++) {
+    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+      config = argv[++i];
+    } else if (!name) {
+      name = argv[i];
+    } else {
+      if (*command) strncat(command, " ", sizeof command - strlen(command) - 1);
+      strncat(command, argv[i], sizeof command - strlen(command) - 1);
+    }
+  }
+  if (!config || !name || !*command) {
+    fprintf(stderr, "usage: herd ctl --config FILE NAME COMMAND\n");
+    return 2;
+  }
+  char err[4096], path[4096];
+  config_t c;
+  script_limits_t lim = {0, 0};
+  lua_State *L = script_open(&lim, script_dir(), NULL, err, sizeof err);
+  if (!L || config_load(L, config, &c, err, sizeof err) < 0) {
+    fprintf(stderr, "herd ctl: %s\n", err);
+    return 1;
+  }
+  admin_path(&c, name, path, sizeof path);
+  script_close(L);
+  config_free(&c);
+  return admin_ctl(path, command);
+}
+
 /* Many idle clients need many descriptors: take the hard limit. */
 static void raise_fd_limit(void) {
   struct rlimit rl;
@@ -249,45 +352,63 @@ static void raise_fd_limit(void) {
 }
 
 int main(int argc, char **argv) {
-  options_t o;
-  if (parse_args(argc, argv, &o) < 0) return 2;
-  if (o.check) return run_check(&o);
+  if (argc > 1 && strcmp(argv[1], "ctl") == 0) return run_ctl(argc, argv);
+  if (parse_args(argc, argv, &opts) < 0) return 2;
+  if (opts.check) return run_check(&opts);
 
   char err[4096];
-  config_t cfg;
   signal(SIGPIPE, SIG_IGN);
   raise_fd_limit();
   loop = uv_default_loop();
-  lua_core_init(loop, o.name);
+  lua_core_init(loop, opts.name);
   store_init();
-  lua_State *L = load_all(&o, &cfg, err, sizeof err);
+  lua_State *L = load_all(&opts, &server_cfg, err, sizeof err);
   if (!L) {
     fprintf(stderr, "herd: %s\n", err);
     return 1;
   }
-  int self = config_find(&cfg, o.name);
-  if (self < 0) {
+  self_idx = config_find(&server_cfg, opts.name);
+  if (self_idx < 0) {
     char names[1024];
-    config_names(&cfg, names, sizeof names);
-    fprintf(stderr, "herd: unknown server '%s'; %s declares: %s\n", o.name,
-            o.config, names);
+    config_names(&server_cfg, names, sizeof names);
+    fprintf(stderr, "herd: unknown server '%s'; %s declares: %s\n", opts.name,
+            opts.config, names);
     return 1;
   }
   int nb[256], nnb;
-  if (check_server(L, &cfg, self, nb, &nnb, err, sizeof err) < 0) {
+  if (check_server(L, &server_cfg, self_idx, nb, &nnb, err, sizeof err) < 0) {
     fprintf(stderr, "herd: %s\n", err);
     return 1;
   }
   script_set_current(L);
-  log_set_json(cfg.log_json);
-  if (log_open(cfg.log_dir, o.name, err, sizeof err) < 0) {
+  log_set_json(server_cfg.log_json);
+  if (log_open(server_cfg.log_dir, opts.name, err, sizeof err) < 0) {
     fprintf(stderr, "herd: %s\n", err);
     return 1;
   }
-  const config_server_t *me = &cfg.servers[self];
-  if (conn_listen(loop, me->host, me->port, &cfg.limits, err, sizeof err) <
+  /* The local places data is mapped now, not at the first query, so the
+   * first client does not pay for it. */
+  if (strcmp(server_cfg.places_provider, "local") == 0) {
+    lua_getfield(L, LUA_REGISTRYINDEX, CONFIG_REGISTRY_KEY);
+    lua_getfield(L, -1, "places");
+    const char *data = NULL;
+    if (lua_istable(L, -1)) {
+      lua_getfield(L, -1, "data");
+      data = lua_tostring(L, -1);
+      lua_replace(L, -2);
+    }
+    if (places_open(data, err, sizeof err) < 0)
+      log_warn("local places: %s", err);
+    lua_pop(L, 2);
+  }
+  char admin_sock[4096];
+  admin_path(&server_cfg, opts.name, admin_sock, sizeof admin_sock);
+  const config_server_t *me = &server_cfg.servers[self_idx];
+  if (conn_listen(loop, me->host, me->port, &server_cfg.limits, err, sizeof err) <
           0 ||
-      peer_start(loop, &cfg, self, nb, nnb, err, sizeof err) < 0) {
+      peer_start(loop, &server_cfg, self_idx, nb, nnb, err, sizeof err) < 0 ||
+      http_init(loop, err, sizeof err) < 0 ||
+      admin_start(loop, admin_sock, reload, err, sizeof err) < 0) {
     log_error("%s", err);
     log_close();
     return 1;
@@ -300,17 +421,25 @@ int main(int argc, char **argv) {
   uv_signal_start(&sig_term, on_signal, SIGTERM);
   uv_signal_init(loop, &sig_int);
   uv_signal_start(&sig_int, on_signal, SIGINT);
+  uv_signal_init(loop, &sig_hup);
+  uv_signal_start(&sig_hup, on_hup, SIGHUP);
+  uv_timer_init(loop, &reaper);
+  uv_timer_start(&reaper, on_reaper, 1000, 1000);
 
   char names[1024] = "";
   for (int i = 0; i < nnb; i++) {
     if (i) strncat(names, ", ", sizeof names - strlen(names) - 1);
-    strncat(names, cfg.servers[nb[i]].name, sizeof names - strlen(names) - 1);
+    strncat(names, server_cfg.servers[nb[i]].name, sizeof names - strlen(names) - 1);
   }
-  log_info("%s listening on %s:%d (peers on %d), neighbours: %s", me->name,
-           me->host, me->port, me->peer_port, nnb ? names : "none");
-  if (cfg.dev_secret)
+  log_info("%s listening on %s:%d (peers on %d, admin %s), neighbours: %s",
+           me->name, me->host, me->port, me->peer_port, admin_sock,
+           nnb ? names : "none");
+  log_info("scripts: %s", script_versions(L));
+  if (server_cfg.dev_secret)
     log_warn("this herd runs on a development secret: set HERD_SECRET "
              "before exposing it");
+  if (!server_cfg.secret && nnb)
+    log_warn("insecure herd: peers are not authenticated");
   if (script_push_hook(L, HOOK_ON_START) == 0)
     script_call(L, 0, 0, "on_start");
   log_flush();
@@ -321,13 +450,19 @@ int main(int argc, char **argv) {
    * close callbacks run, then free. */
   conn_shutdown();
   peer_shutdown();
-  lua_core_cancel_timers();
+  admin_shutdown();
+  http_shutdown();
+  lua_core_cancel_timers(NULL, 0);
   uv_walk(loop, close_walk, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
-  log_info("stopped");
-  script_close(L);
+  long refs_before = script_live_refs();
+  close_retired(1);
+  script_close(script_current());
+  log_info("stopped (%ld Lua references were live, %ld left)", refs_before,
+           script_live_refs());
+  places_close();
   store_free();
-  config_free(&cfg);
+  config_free(&server_cfg);
   log_close();
   uv_loop_close(loop);
   return 0;

@@ -3,6 +3,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@ typedef struct script_state {
   long used;  /* instructions spent in the current top-level call */
   int depth;  /* nesting of script_call */
   int hooks[HOOK_COUNT];
+  buf_t versions; /* "protocol.lua@1a2b3c4d topology.lua@..." */
 } script_state_t;
 
 static const struct {
@@ -214,7 +216,36 @@ void script_close(lua_State *L) {
   script_state_t *s = state_of(L);
   for (int i = 0; i < HOOK_COUNT; i++) script_unref(L, &s->hooks[i]);
   lua_close(L);
+  buf_free(&s->versions);
   free(s);
+}
+
+const char *script_versions(lua_State *L) {
+  script_state_t *s = state_of(L);
+  return s->versions.len ? s->versions.data : "";
+}
+
+/* Appends "<file name>@<first 8 hex digits of its SHA-256>". */
+static void add_version(script_state_t *s, const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return;
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+  char chunk[8192];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+    EVP_DigestUpdate(ctx, chunk, n);
+  fclose(f);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_DigestFinal_ex(ctx, md, &len);
+  EVP_MD_CTX_free(ctx);
+  const char *base = strrchr(path, '/');
+  char v[300];
+  snprintf(v, sizeof v, "%s%s@%02x%02x%02x%02x", s->versions.len ? " " : "",
+           base ? base + 1 : path, md[0], md[1], md[2], md[3]);
+  if (s->versions.len) s->versions.len--; /* drop the NUL */
+  buf_append(&s->versions, v, strlen(v) + 1);
 }
 
 static int find_hook(const char *name) {
@@ -297,6 +328,7 @@ int script_load(lua_State *L, const char *path, char *err, size_t errlen) {
     s->hooks[h] = script_ref(L);
   }
   lua_pop(L, 1);
+  add_version(s, path);
   return 0;
 }
 

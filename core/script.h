@@ -45,6 +45,8 @@ void script_set_current(lua_State *L);
  * script's hook gets the earlier one as an extra last argument). Unknown or
  * mistyped hooks are errors naming the script and the hook. */
 int script_load(lua_State *L, const char *path, char *err, size_t errlen);
+/* "protocol.lua@1a2b3c4d ...": each loaded script with a digest of it. */
+const char *script_versions(lua_State *L);
 /* Checks that every required hook is defined. */
 int script_check(lua_State *L, char *err, size_t errlen);
 /* Pushes the hook's function; returns 0, or -1 (nothing pushed) if absent. */
