@@ -1,0 +1,64 @@
+-- places.google: Google's legacy Nearby Search.
+--   GET <url>?location=LAT,LNG&radius=METRES&key=KEY
+-- Its answer already has the shape herd replies with; Google reports its
+-- own errors (REQUEST_DENIED, OVER_QUERY_LIMIT, INVALID_REQUEST...) inside a
+-- 200 answer, and those are passed on unchanged. Anything else that goes
+-- wrong (no connection, timeout, HTTP error, JSON that does not parse)
+-- becomes status UNKNOWN_ERROR with an error_message. The key is sent only
+-- in the query string and never logged.
+local common = require "places.common"
+local json = require "places.json"
+
+local M = {
+  name = "google",
+  DEFAULT_URL = "https://maps.googleapis.com/maps/api/place/nearbysearch/json",
+  -- Google's terms limit caching of Places content.
+  caching_allowed = false,
+}
+
+function M.check(settings)
+  if not settings.key then
+    return nil, "provider 'google' needs an API key: set HERD_PLACES_KEY " ..
+      "(or places.key in the config)"
+  end
+  return true
+end
+
+-- The request for query q (exposed for the tests).
+function M.request(q, s)
+  local lat, lon = common.lat_lon_text(q)
+  local query = "location=" .. common.url_encode(lat .. "," .. lon) ..
+    "&radius=" .. common.metres_text(q.radius_m) ..
+    "&key=" .. common.url_encode(s.key or "")
+  if s.language then query = query .. "&language=" .. common.url_encode(s.language) end
+  return {
+    method = "GET",
+    url = common.with_query(s.url or M.DEFAULT_URL, query),
+    headers = { Accept = "application/json" },
+  }
+end
+
+-- Turns an HTTP answer into a legacy-shaped result.
+function M.parse(resp)
+  if resp.status ~= 200 then
+    return common.error_result("UNKNOWN_ERROR",
+      "google: the provider answered HTTP " .. tostring(resp.status))
+  end
+  local t = json.decode(resp.body)
+  if type(t) ~= "table" or type(t.status) ~= "string" then
+    return common.error_result("UNKNOWN_ERROR",
+      "google: the provider's answer is not a Nearby Search JSON object")
+  end
+  if type(t.html_attributions) ~= "table" then t.html_attributions = {} end
+  if type(t.results) ~= "table" then t.results = {} end
+  return t
+end
+
+function M.search(q, cb)
+  local s = common.settings()
+  common.request("google", s, M.request(q, s), function(resp, failure)
+    cb(resp and M.parse(resp) or failure)
+  end)
+end
+
+return M
