@@ -791,6 +791,7 @@ int peer_flood(const char *client, size_t len, const char *except) {
     size_t before = pc->wq.out.len;
     encode_record(&pc->wq.out, r);
     stats.records_out++;
+    stats.records_flooded++;
     sent(pc, pc->wq.out.len - before);
     n++;
   }

@@ -1,6 +1,8 @@
 -- iamat: "IAMAT <client> <location> <time>" -> "AT <server> <diff> <client>
 -- <location> <time>". The reply echoes the operands byte for byte; an IAMAT
--- older than the stored record is answered but changes nothing.
+-- older than the stored record is answered but changes nothing, and so is
+-- one that repeats the stored report (same time and location), whichever
+-- server took it first: resending a report never starts a flood.
 local core = require "core"
 local clock = require "clock"
 local location = require "location"
@@ -17,7 +19,9 @@ function M.command(conn, fields)
   if not sec then return nil end
   local at = "AT " .. core.name .. " " .. clock.diff(core.now(), sec, nsec)
     .. " " .. client .. " " .. loc .. " " .. time
-  records.accept(client, sec, nsec, at)
+  if not records.repeats(client, sec, nsec, loc, time) then
+    records.accept(client, sec, nsec, at)
+  end
   return at .. "\n"
 end
 

@@ -21,6 +21,14 @@ function M.valid(client, sec, nsec, line)
   return true
 end
 
+-- True when the stored record for client is this same report: the same
+-- timestamp and the same location and time fields, byte for byte.
+function M.repeats(client, sec, nsec, loc, time)
+  local line, s, n = core.store.get(client)
+  return line ~= nil and s == sec and n == nsec
+    and line:sub(-(#loc + #time + 2)) == " " .. loc .. " " .. time
+end
+
 -- Stores a record if it is newer and floods it to every neighbour but the
 -- one it came from. Returns true when it was new.
 function M.accept(client, sec, nsec, line, from)

@@ -239,6 +239,35 @@ function Herd:client(name, timeout)
   return assert(M.connect(self:port(name), timeout))
 end
 
+-- Sends one admin command over the server's Unix socket and returns the
+-- answer without its closing blank line (see core/admin.h).
+function Herd:ctl(name, command)
+  local unix = require "socket.unix"
+  local c = unix.stream and unix.stream() or unix()
+  c:settimeout(5)
+  local path = self.conf.admin_socket or (self.conf.log_dir .. "/" .. name .. ".sock")
+  local ok, err = c:connect(path)
+  if not ok then return nil, err end
+  c:send(command .. "\n")
+  c:shutdown("send")
+  local out = c:receive("*a")
+  c:close()
+  return out and (out:gsub("\n\n$", "\n"))
+end
+
+-- The stored AT line for client at a server, or nil.
+function Herd:record(name, client)
+  local out = self:ctl(name, "record " .. client)
+  if out and out ~= "none\n" then return (out:gsub("\n$", "")) end
+end
+
+-- A server's counters as a table.
+function Herd:stats(name)
+  local t = {}
+  for k, v in (self:ctl(name, "stats") or ""):gmatch("(%S+) (%d+)") do t[k] = tonumber(v) end
+  return t
+end
+
 -- One-shot exchange the way the classic graders talk: write, half-close,
 -- read everything.
 function Herd:oneshot(name, text)

@@ -42,6 +42,14 @@ describe("protocol on_line", function()
     line("IAMAT kiwi +34.068930-118.445127 1621464827.959498503")
     assert.equal(1, #core.floods)
   end)
+  it("does not store or flood a repeat of the stored report taken elsewhere", function()
+    core.records.kiwi = { sec = 1621464827, nsec = 500000000,
+      line = "AT Bernard +0.1 kiwi +1+1 1621464827.5" }
+    assert.equal("AT Riley +0.723371889 kiwi +1+1 1621464827.5\n",
+      line("IAMAT kiwi +1+1 1621464827.5"))
+    assert.equal("AT Bernard +0.1 kiwi +1+1 1621464827.5", (core.store.get("kiwi")))
+    assert.equal(0, #core.floods)
+  end)
   it("breaks timestamp ties by the greater AT line", function()
     line("IAMAT kiwi +10-10 1621464827.5")
     line("IAMAT kiwi +20-20 1621464827.5")
