@@ -32,7 +32,12 @@ BIN := $(OUT)/herd
 
 .PHONY: all deps run test test-chaos bench clean install help places-data format
 
-all: $(BIN)
+all: $(BIN) $(OUT)/herdtext.so
+
+# The text primitives as a Lua C module too, so unit tests run the same code.
+$(OUT)/herdtext.so: core/textlib.c core/textlib.h | $(OUT)/obj
+	@echo "CC $@"
+	@$(CC) $(CFLAGS) $(PKG_CFLAGS) -fPIC -shared $< -o $@
 
 $(OUT)/obj/%.o: core/%.c $(wildcard core/*.h) | $(OUT)/obj
 	@echo "CC $<"

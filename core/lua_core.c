@@ -200,6 +200,17 @@ static int l_store_get(lua_State *L) {
   return 3;
 }
 
+/* The stored timestamp alone: the cheap check on every IAMAT's path. */
+static int l_store_stamp(lua_State *L) {
+  size_t cn;
+  const char *client = luaL_checklstring(L, 1, &cn);
+  const store_rec_t *r = store_get(client, cn);
+  if (!r) return 0;
+  lua_pushinteger(L, r->sec);
+  lua_pushinteger(L, r->nsec);
+  return 2;
+}
+
 static int l_store_count(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)store_count());
   return 1;
@@ -274,6 +285,7 @@ int luaopen_core(lua_State *L) {
       {"links", l_links}, {"stats", l_stats},   {NULL, NULL}};
   static const luaL_Reg store_fns[] = {{"put", l_store_put},
                                        {"get", l_store_get},
+                                       {"stamp", l_store_stamp},
                                        {"count", l_store_count},
                                        {"lines", l_store_lines},
                                        {NULL, NULL}};

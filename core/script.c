@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "textlib.h"
 
 #define BUDGET_STEP 1000 /* instructions between two budget checks */
 
@@ -187,6 +188,8 @@ lua_State *script_open(const script_limits_t *limits, const char *script_dir,
   lua_getfield(L, -1, "preload");
   lua_pushcfunction(L, luaopen_core);
   lua_setfield(L, -2, "core");
+  lua_pushcfunction(L, luaopen_herdtext);
+  lua_setfield(L, -2, "herdtext");
   lua_pop(L, 2);
   return L;
 }

@@ -10,15 +10,15 @@ local records = require "records"
 
 local M = {}
 
--- Returns the reply, or nil when the message is invalid.
-function M.command(conn, fields)
-  if #fields ~= 4 then return nil end
-  local client, loc, time = fields[2], fields[3], fields[4]
-  if not location.parse(loc) then return nil end
+local now = core.now
+
+-- Takes the line and its fields; returns the reply, or nil when invalid.
+function M.command(conn, line, verb, client, loc, time, extra)
+  if not time or extra or not location.parse(loc) then return nil end
   local sec, nsec = clock.parse(time)
   if not sec then return nil end
-  local at = "AT " .. core.name .. " " .. clock.diff(core.now(), sec, nsec)
-    .. " " .. client .. " " .. loc .. " " .. time
+  local at = "AT " .. core.name .. " " .. clock.diff(now(), sec, nsec) .. " "
+    .. client .. " " .. loc .. " " .. time
   if not records.repeats(client, sec, nsec, loc, time) then
     records.accept(client, sec, nsec, at)
   end

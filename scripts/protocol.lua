@@ -1,34 +1,32 @@
--- protocol: the classic CS 131 client protocol. Splits each line into
--- fields, dispatches on the first, and answers "? <line>" to anything it
--- does not accept (unknown commands, bad operands, and server-to-server
--- messages such as AT sent by a client). Blank lines get no reply.
+-- protocol: the classic CS 131 client protocol. Dispatches each line on its
+-- first field and answers "? <line>" to anything it does not accept
+-- (unknown commands, bad operands, and server-to-server messages such as AT
+-- sent by a client). Blank lines get no reply.
+local iamat = require "iamat"
 local records = require "records"
+local fields = require("herdtext").fields
 
 local M = {}
 
--- Handlers take (conn, fields, line) and return the reply, or nil for
--- invalid input. A handler that answers later calls core.defer() and
--- returns false.
+-- Handlers take (conn, line, field1, ..., field5) -- a fifth field means
+-- "more than four", which no classic command accepts -- and return the
+-- reply, nil for invalid input, or false once they have deferred the
+-- answer (core.defer).
 M.commands = {
-  IAMAT = function(conn, fields) return require("iamat").command(conn, fields) end,
+  IAMAT = iamat.command,
   -- whatsat returns its reply text (invalid input included), or nil once
-  -- it has deferred the answer.
-  WHATSAT = function(conn, fields, line)
-    return require("whatsat").command(conn, fields, line) or false
+  -- it has deferred the answer. It is loaded on first use, so a herd that
+  -- never sees WHATSAT never loads a places provider.
+  WHATSAT = function(conn, line, ...)
+    return require("whatsat").command(conn, { ... }, line) or false
   end,
 }
 
-local function split(line)
-  local fields = {}
-  for field in line:gmatch("%S+") do fields[#fields + 1] = field end
-  return fields
-end
-
 function M.on_line(conn, line)
-  local fields = split(line)
-  if #fields == 0 then return nil end
-  local handler = M.commands[fields[1]]
-  local reply = handler and handler(conn, fields, line)
+  local verb, a, b, c, d = fields(line)
+  if not verb then return nil end
+  local handler = M.commands[verb]
+  local reply = handler and handler(conn, line, verb, a, b, c, d)
   if reply == false then return nil end
   return reply or ("? " .. line .. "\n")
 end

@@ -24,9 +24,10 @@ end
 -- True when the stored record for client is this same report: the same
 -- timestamp and the same location and time fields, byte for byte.
 function M.repeats(client, sec, nsec, loc, time)
-  local line, s, n = core.store.get(client)
-  return line ~= nil and s == sec and n == nsec
-    and line:sub(-(#loc + #time + 2)) == " " .. loc .. " " .. time
+  local s, n = core.store.stamp(client)
+  if s ~= sec or n ~= nsec then return false end
+  local line = core.store.get(client)
+  return line:sub(-(#loc + #time + 2)) == " " .. loc .. " " .. time
 end
 
 -- Stores a record if it is newer and floods it to every neighbour but the

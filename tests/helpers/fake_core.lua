@@ -64,6 +64,10 @@ function M.new(opts)
     local r = core.records[client]
     if r then return r.line, r.sec, r.nsec end
   end
+  function core.store.stamp(client)
+    local r = core.records[client]
+    if r then return r.sec, r.nsec end
+  end
   function core.store.count()
     local n = 0
     for _ in pairs(core.records) do n = n + 1 end

@@ -1,0 +1,146 @@
+/* textlib: see textlib.h. */
+#include "textlib.h"
+
+#include <lauxlib.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_FIELDS 64
+#define MAX_SECONDS_DIGITS 18 /* keeps every difference inside int64 */
+#define NS 1000000000LL
+
+/* White space as the protocol defines it: space, \t, \n, \v, \f, \r. */
+static int is_space(unsigned char c) {
+  return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+static int is_digit(unsigned char c) {
+  return c >= '0' && c <= '9';
+}
+
+/* fields(s) -> every white-space separated field (at most MAX_FIELDS). */
+static int l_fields(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  int count = 0;
+  size_t i = 0;
+  while (count < MAX_FIELDS) {
+    while (i < n && is_space((unsigned char)s[i])) i++;
+    if (i == n) break;
+    size_t start = i;
+    while (i < n && !is_space((unsigned char)s[i])) i++;
+    luaL_checkstack(L, 1, "fields");
+    lua_pushlstring(L, s + start, i - start);
+    count++;
+  }
+  return count;
+}
+
+/* timestamp(s) -> sec, nsec for "digits" or "digits.d{1,9}", else nil,
+ * err. Exact: the fraction becomes integer nanoseconds. */
+static int l_timestamp(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  size_t i = 0;
+  while (i < n && s[i] == '0' && i + 1 < n && is_digit((unsigned char)s[i + 1]))
+    i++; /* leading zeros do not count towards the limit */
+  size_t int_start = i;
+  int64_t sec = 0;
+  while (i < n && is_digit((unsigned char)s[i])) {
+    if (i - int_start < MAX_SECONDS_DIGITS) sec = sec * 10 + (s[i] - '0');
+    i++;
+  }
+  size_t int_digits = i - int_start;
+  if (int_digits == 0 || int_digits > MAX_SECONDS_DIGITS) goto bad;
+  int64_t nsec = 0;
+  if (i < n) {
+    if (s[i++] != '.') goto bad;
+    size_t frac_start = i;
+    while (i < n && is_digit((unsigned char)s[i]) && i - frac_start < 9)
+      nsec = nsec * 10 + (s[i++] - '0');
+    size_t frac_digits = i - frac_start;
+    if (frac_digits == 0 || i != n) goto bad;
+    for (size_t k = frac_digits; k < 9; k++) nsec *= 10;
+  }
+  lua_pushinteger(L, sec);
+  lua_pushinteger(L, nsec);
+  return 2;
+bad:
+  lua_pushnil(L);
+  lua_pushstring(L, "time must be seconds with up to nine decimals");
+  return 2;
+}
+
+/* timediff(now_ns, sec, nsec) -> "+S.NNNNNNNNN" / "-S.NNNNNNNNN". */
+static int l_timediff(lua_State *L) {
+  int64_t now = luaL_checkinteger(L, 1);
+  int64_t sec = luaL_checkinteger(L, 2);
+  int64_t nsec = luaL_checkinteger(L, 3);
+  int64_t dsec = now / NS - sec, dnsec = now % NS - nsec;
+  if (dsec > 0 && dnsec < 0) {
+    dsec--;
+    dnsec += NS;
+  } else if (dsec < 0 && dnsec > 0) {
+    dsec++;
+    dnsec -= NS;
+  }
+  char out[48];
+  int neg = dsec < 0 || dnsec < 0;
+  int len = snprintf(out, sizeof out, "%c%lld.%09lld", neg ? '-' : '+',
+                     (long long)(neg ? -dsec : dsec),
+                     (long long)(neg ? -dnsec : dnsec));
+  lua_pushlstring(L, out, (size_t)len);
+  return 1;
+}
+
+/* One signed decimal "[+-]digits[.digits]" starting at s[*i]; its value
+ * goes to *v. Returns 0 or -1. */
+static int signed_decimal(const char *s, size_t n, size_t *i, double *v) {
+  size_t start = *i, j = *i;
+  if (j >= n || (s[j] != '+' && s[j] != '-')) return -1;
+  j++;
+  size_t digits = j;
+  while (j < n && is_digit((unsigned char)s[j])) j++;
+  if (j == digits) return -1;
+  if (j < n && s[j] == '.') {
+    size_t frac = ++j;
+    while (j < n && is_digit((unsigned char)s[j])) j++;
+    if (j == frac) return -1;
+  }
+  char tmp[64];
+  if (j - start >= sizeof tmp) return -1;
+  memcpy(tmp, s + start, j - start);
+  tmp[j - start] = '\0';
+  *v = strtod(tmp, NULL);
+  *i = j;
+  return 0;
+}
+
+/* latlon(s) -> lat, lon for ISO 6709 "[+-]lat[+-]lon" decimal degrees
+ * (no range check: that is the caller's rule), else nil, err. */
+static int l_latlon(lua_State *L) {
+  size_t n, i = 0;
+  const char *s = luaL_checklstring(L, 1, &n);
+  double lat, lon;
+  if (signed_decimal(s, n, &i, &lat) < 0 ||
+      signed_decimal(s, n, &i, &lon) < 0 || i != n) {
+    lua_pushnil(L);
+    lua_pushstring(L, "location must be [+-]lat[+-]lon in decimal degrees");
+    return 2;
+  }
+  lua_pushnumber(L, lat);
+  lua_pushnumber(L, lon);
+  return 2;
+}
+
+int luaopen_herdtext(lua_State *L) {
+  static const luaL_Reg fns[] = {{"fields", l_fields},
+                                 {"timestamp", l_timestamp},
+                                 {"timediff", l_timediff},
+                                 {"latlon", l_latlon},
+                                 {NULL, NULL}};
+  luaL_newlib(L, fns);
+  return 1;
+}
