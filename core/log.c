@@ -67,24 +67,29 @@ static void put_stamp(buf_t *b) {
     strftime(stamp_prefix, sizeof stamp_prefix, "%Y-%m-%dT%H:%M:%S", &tm);
     stamp_sec = ts.tv_sec;
   }
-  char tail[16];
-  int n = snprintf(tail, sizeof tail, ".%06ldZ", (long)(ts.tv_nsec / 1000));
+  char tail[9] = ".000000Z";
+  long us = ts.tv_nsec / 1000;
+  for (int i = 6; i >= 1; i--, us /= 10) tail[i] = (char)('0' + us % 10);
   buf_append_str(b, stamp_prefix);
-  buf_append(b, tail, (size_t)n);
+  buf_append(b, tail, 8);
 }
 
 /* Escapes bytes so that a log entry is one printable line. In JSON mode the
  * escapes are JSON's; otherwise C-like. */
+static int plain(unsigned char c) {
+  return c >= 0x20 && c < 0x7f && c != '\\' && !(log_json && c == '"');
+}
+
 static void put_escaped(buf_t *b, const char *s, size_t len) {
   static const char hex[] = "0123456789abcdef";
-  buf_reserve(b, len);
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c >= 0x20 && c < 0x7f && c != '\\' && !(log_json && c == '"')) {
-      b->data[b->len++] = (char)c;
-      if (b->len == b->cap) buf_reserve(b, len - i);
-      continue;
-    }
+  size_t i = 0;
+  while (i < len) {
+    size_t run = i;
+    while (run < len && plain((unsigned char)s[run])) run++;
+    buf_append(b, s + i, run - i); /* copy printable runs whole */
+    if (run == len) break;
+    unsigned char c = (unsigned char)s[run];
+    i = run + 1;
     char e[8];
     size_t n = 2;
     e[0] = '\\';

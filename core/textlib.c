@@ -86,11 +86,22 @@ static int l_timediff(lua_State *L) {
     dsec++;
     dnsec -= NS;
   }
+  /* Written backwards by hand: this runs for every IAMAT and printf's
+   * machinery cost more than the rest of the arithmetic. */
   char out[48];
+  char *p = out + sizeof out;
   int neg = dsec < 0 || dnsec < 0;
-  int len = snprintf(out, sizeof out, "%c%lld.%09lld", neg ? '-' : '+',
-                     (long long)(neg ? -dsec : dsec),
-                     (long long)(neg ? -dnsec : dnsec));
+  uint64_t whole = (uint64_t)(neg ? -dsec : dsec);
+  uint64_t frac = (uint64_t)(neg ? -dnsec : dnsec);
+  for (int k = 0; k < 9; k++, frac /= 10) *--p = (char)('0' + frac % 10);
+  *--p = '.';
+  do {
+    *--p = (char)('0' + whole % 10);
+    whole /= 10;
+  } while (whole);
+  *--p = neg ? '-' : '+';
+  size_t len = (size_t)(out + sizeof out - p);
+  memmove(out, p, len);
   lua_pushlstring(L, out, (size_t)len);
   return 1;
 }
