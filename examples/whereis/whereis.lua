@@ -1,0 +1,39 @@
+-- whereis: a new client command, added without touching the built-in
+-- scripts.
+--
+--   WHEREIS <client>   ->   the stored AT line for <client>, as WHATSAT's
+--                           first line shows it, or "? <the line>" when no
+--                           server of the herd has heard of <client>
+--
+-- Load it after the protocol, in the config (a path is relative to the
+-- config file; a bare name is a built-in script):
+--
+--   scripts = { "protocol", "topology", "whereis.lua" },
+--
+-- or for one run, on the command line (a path relative to where you are):
+--
+--   build/herd --config herd.lua --script examples/whereis/whereis.lua Riley
+--
+-- on_line is chained: when several scripts define it, the later one is
+-- called with the earlier one as an extra last argument, `next`. This one
+-- answers WHEREIS itself and passes every other line on to the protocol,
+-- unchanged, so IAMAT, WHATSAT and the "? " answers stay as they were.
+-- Records live in the C core (core.store), so WHEREIS sees what any server
+-- flooded here, and the data survives a script reload.
+local core = require "core"
+
+local M = {}
+
+function M.on_line(conn, line, next)
+  local fields = {}
+  for field in line:gmatch("%S+") do fields[#fields + 1] = field end
+  if fields[1] ~= "WHEREIS" then
+    if next then return next(conn, line) end
+    return "? " .. line .. "\n" -- loaded without a protocol underneath
+  end
+  local at = #fields == 2 and core.store.get(fields[2])
+  if not at then return "? " .. line .. "\n" end
+  return at .. "\n"
+end
+
+return { on_line = M.on_line }
