@@ -391,7 +391,7 @@ static void on_connection(uv_stream_t *server, int status) {
     if (last_log && now - last_log < 1000) {
       quiet++;
     } else {
-      int total = stats.open >= lim.max_conns;
+      int total = lim.max_conns && stats.open >= lim.max_conns;
       log_warn("%s: connection refused: limit of %u connections%s reached"
                " (%u more refused since the last such line)",
                c->addr, total ? lim.max_conns : lim.max_per_addr,
