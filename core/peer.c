@@ -486,7 +486,9 @@ static int on_leaf(pconn_t *pc, reader_t *r) {
   uint32_t leaf = take_u32(r);
   uint8_t want = take_u8(r);
   uint16_t count = take_u16(r);
-  if (r->bad || leaf >= STORE_LEAVES) return -1;
+  /* Every entry takes at least 22 bytes: check before allocating. */
+  if (r->bad || leaf >= STORE_LEAVES || (size_t)count * 22 > r->left)
+    return -1;
   /* Their entries, checked and kept as pointers into the frame. */
   typedef struct {
     const char *client;

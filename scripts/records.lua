@@ -5,15 +5,19 @@
 local core = require "core"
 local clock = require "clock"
 local location = require "location"
+local fields = require("herdtext").fields
+
+local match = string.match
 
 local M = {}
 
 -- Checks an AT line as a peer sent it: the shape, and that it agrees with
 -- the client and timestamp it came with. Returns true or nil, err.
 function M.valid(client, sec, nsec, line)
-  local server, diff, who, loc, time =
-    line:match("^AT (%S+) ([+-]%d+%.%d%d%d%d%d%d%d%d%d) (%S+) (%S+) (%S+)$")
-  if not server then return nil, "not an AT line" end
+  local at, server, diff, who, loc, time, extra = fields(line)
+  if at ~= "AT" or not time or extra or not match(diff, "^[+-]%d+%.%d%d%d%d%d%d%d%d%d$") then
+    return nil, "not an AT line"
+  end
   if who ~= client then return nil, "client does not match" end
   if not location.parse(loc) then return nil, "bad location" end
   local s, n = clock.parse(time)
