@@ -189,7 +189,7 @@ class Herd(System):
 
     def unavailable(self):
         if not os.access(self.BIN, os.X_OK):
-            return "build/herd does not exist (make)"
+            return "%s does not exist or is not executable (make)" % os.path.relpath(self.BIN, ROOT)
         return None
 
     def write_config(self, ports, names, links, tmp):
@@ -280,8 +280,11 @@ class Cluster:
         try:
             for n in names:
                 cmd = bench.pin_server + system.command(self.cfg, n, self.ports[n], places_url)
-                self.procs[n] = bench.procs.start(cmd, env=env,
-                                                  stderr_path=os.path.join(self.tmp, n + ".err"))
+                try:
+                    self.procs[n] = bench.procs.start(
+                        cmd, env=env, stderr_path=os.path.join(self.tmp, n + ".err"))
+                except OSError as e:
+                    raise NA("cannot run %s: %s" % (cmd[len(bench.pin_server)], e))
             for n in names:
                 if not wait_listening(self.ports[n], self.procs[n]):
                     p = self.procs[n]
@@ -325,17 +328,23 @@ def exchange(port, data, until, timeout=2.0):
 
 
 def converge(cluster, timeout=5.0):
-    """An IAMAT at the writer is seen (by WHATSAT) at every other server."""
+    """An IAMAT at the writer is seen (by the poll query) at every other server."""
     cid = "conv%d" % int(time.time() * 1000)
-    exchange(cluster.port(WRITER), ("IAMAT %s +34.068930-118.445127 %.9f\n" % (cid, time.time())).encode(),
-             lambda b: b"\n" in b)
     deadline = time.monotonic() + timeout
     missing = [n for n in cluster.names if n != WRITER]
+    try:
+        exchange(cluster.port(WRITER), ("IAMAT %s +34.068930-118.445127 %.9f\n"
+                                        % (cid, time.time())).encode(), lambda b: b"\n" in b)
+    except OSError:
+        return missing
     while missing and time.monotonic() < deadline:
         for n in list(missing):
-            r = exchange(cluster.port(n), ((POLL % cid) + "\n").encode(),
-                         lambda b: (b.startswith(b"? ") or POLL_LINES) and b"\n" in b
-                         or b"\n\n" in b)
+            try:
+                r = exchange(cluster.port(n), ((POLL % cid) + "\n").encode(),
+                             lambda b: (b.startswith(b"? ") or POLL_LINES) and b"\n" in b
+                             or b"\n\n" in b)
+            except OSError:
+                continue
             if r.startswith(b"AT "):
                 missing.remove(n)
         time.sleep(0.02)
@@ -580,7 +589,14 @@ class Bench:
             if self.groups and group not in self.groups:
                 self.mark_na(figs, sysk, "not selected (--groups)")
                 continue
-            getattr(self, "fig_" + group)(s, sysk)
+            try:
+                getattr(self, "fig_" + group)(s, sysk)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as e:  # a bench bug costs its figures, not the run
+                import traceback
+                traceback.print_exc()
+                self.mark_na(figs, sysk, "bench error: %s: %s" % (type(e).__name__, e))
 
     def fig_start(self, s, sysk):
         # start-up to listening
