@@ -28,10 +28,8 @@ M.CACHE_MAX = 1000 -- entries
 M.WATCHDOG_SLACK_MS = 2000
 
 local pending = {} -- query key -> { waiters = {fn...}, done = bool }
-local cache, cache_n = {}, 0 -- query key -> { expires = ns, result = t }
--- Encoded JSON per result table and bound, so that many callers sharing
--- one answer cost one encoding per distinct bound.
-local encoded = setmetatable({}, { __mode = "k" })
+-- query key -> { expires = ns, result = t, memo = {} }
+local cache, cache_n = {}, 0
 
 local settings = common.settings()
 if settings.cache_ms > 0 and not places.caching_allowed and core.log then
@@ -57,14 +55,12 @@ function M.parse_bound(text)
   return n
 end
 
--- The JSON for result cut to bound, one line, no trailing newline.
-function M.encode(result, bound)
-  local per = encoded[result]
-  if not per then
-    per = {}
-    encoded[result] = per
-  end
-  local text = per[bound]
+-- The JSON for result cut to bound, one line, no trailing newline. memo
+-- (optional, one per answer) keeps the text per bound, so that many
+-- callers sharing an answer cost one encoding per distinct bound. (Not a
+-- weak table keyed by answer: ephemeron tables make every GC cycle pay.)
+function M.encode(result, bound, memo)
+  local text = memo and memo[bound]
   if text then return text end
   local cut = {}
   for k, v in pairs(result) do cut[k] = v end
@@ -74,25 +70,29 @@ function M.encode(result, bound)
   for i = 1, math.min(bound, #src) do results[i] = src[i] end
   cut.results = results
   text = json.encode(cut, json.TOP_ORDER)
-  text = text:gsub("\n+", "\n"):gsub("\n$", "")
-  per[bound] = text
+  -- The writer escapes newlines inside strings, so this is a guard that
+  -- costs one memchr; the gsubs run only if a newline ever gets through.
+  if text:find("\n", 1, true) then
+    text = text:gsub("\n+", "\n"):gsub("^\n", ""):gsub("\n$", "")
+  end
+  if memo then memo[bound] = text end
   return text
 end
 
-function M.reply(at_line, result, bound)
-  return at_line .. "\n" .. M.encode(result, bound) .. "\n\n"
+function M.reply(at_line, result, bound, memo)
+  return at_line .. "\n" .. M.encode(result, bound, memo) .. "\n\n"
 end
 
 local function cache_get(key, now)
   local c = cache[key]
-  if c and c.expires > now then return c.result end
+  if c and c.expires > now then return c end
   if c then
     cache[key] = nil
     cache_n = cache_n - 1
   end
 end
 
-local function cache_put(key, result, now, ms)
+local function cache_put(key, result, memo, now, ms)
   if cache_n >= M.CACHE_MAX then
     for k, c in pairs(cache) do
       if c.expires <= now then
@@ -103,16 +103,17 @@ local function cache_put(key, result, now, ms)
     if cache_n >= M.CACHE_MAX then cache, cache_n = {}, 0 end
   end
   if not cache[key] then cache_n = cache_n + 1 end
-  cache[key] = { expires = now + ms * 1000000, result = result }
+  cache[key] = { expires = now + ms * 1000000, result = result, memo = memo }
 end
 
--- Calls waiter(result) once for query q: from the cache, by joining an
--- identical request in flight, or by asking the provider.
+-- Calls waiter(result, memo) once for query q: from the cache, by joining
+-- an identical request in flight, or by asking the provider. memo is the
+-- answer's encoding memo (see M.encode).
 local function lookup(q, key, waiter)
   local s = settings
   if s.cache_ms > 0 then
     local hit = cache_get(key, core.now())
-    if hit then return waiter(hit) end
+    if hit then return waiter(hit.result, hit.memo) end
   end
   local entry = pending[key]
   if entry then
@@ -131,11 +132,12 @@ local function lookup(q, key, waiter)
       result = common.error_result("UNKNOWN_ERROR",
         "places: the provider gave no answer table")
     end
+    local memo = {}
     if s.cache_ms > 0 and common.GOOD[result.status] then
-      cache_put(key, result, core.now(), s.cache_ms)
+      cache_put(key, result, memo, core.now(), s.cache_ms)
     end
     for _, w in ipairs(entry.waiters) do
-      local ok, err = pcall(w, result)
+      local ok, err = pcall(w, result, memo)
       if not ok then core.log("whatsat: answering failed: " .. tostring(err)) end
     end
   end
@@ -186,8 +188,8 @@ function M.command(conn, fields, line)
   -- A provider or cache that answers at once gets a direct reply; anything
   -- else a deferred one.
   local token, now_reply
-  lookup(q, key, function(result)
-    local text = M.reply(at_line, result, bound)
+  lookup(q, key, function(result, memo)
+    local text = M.reply(at_line, result, bound, memo)
     if token then core.answer(token, text) else now_reply = text end
   end)
   if now_reply then return now_reply end

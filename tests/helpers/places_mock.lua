@@ -465,6 +465,9 @@ local function serve(port)
           local client = server:accept()
           if not client then break end
           client:settimeout(0)
+          -- luasocket writes in 8 KiB steps; without this, Nagle holds the
+          -- last step until the client's delayed ACK (40 ms a response).
+          client:setoption("tcp-nodelay", true)
           next_id = next_id + 1
           conns[client] = { id = next_id, inbuf = "", out = "", queue = {} }
           order[#order + 1] = client

@@ -204,7 +204,7 @@ describe("WHATSAT with the legacy Nearby Search #integration #http", function()
       local lines = {}
       for j = 1, 20 do
         local radius = ((i - 1) * 20 + j) / 10 -- 0.1 .. 20.0 km, all distinct
-        lines[j] = ("WHATSAT kiwi.cs.ucla.edu %s 3\n"):format(radius)
+        lines[j] = ("WHATSAT kiwi.cs.ucla.edu %s %d\n"):format(radius, (i + j) % 21)
       end
       assert(cc:send(table.concat(lines)))
     end
@@ -213,6 +213,7 @@ describe("WHATSAT with the legacy Nearby Search #integration #http", function()
       for _ = 1, 20 do
         local raw = assert(cc:until_blank())
         assert.matches('^AT [^\n]+\n{[^\n]*"status":"OK"}\n\n$', raw)
+        assert.is_nil(raw:find('"results":{}', 1, true))
         answered = answered + 1
       end
     end
