@@ -105,21 +105,23 @@ static int l_warn(lua_State *L) {
 }
 
 static void timer_closed(uv_handle_t *h) {
-  ltimer_t *t = (ltimer_t *)h;
-  script_unref(t->L, &t->ref);
-  free(t);
+  free(h);
 }
 
+/* The one place a timer's reference is released: here, while its state is
+ * surely alive (the close callback may run after a reload or a refused
+ * load has closed that state). */
 static void timer_stop(ltimer_t *t) {
   idmap_del(&timers, t->id);
+  script_unref(t->L, &t->ref);
   uv_close((uv_handle_t *)&t->handle, timer_closed);
 }
 
 static void timer_fired(uv_timer_t *h) {
   ltimer_t *t = (ltimer_t *)h;
   lua_State *L = t->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
-  if (!t->repeat) timer_stop(t); /* the ref lives until the close callback */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref); /* the stack keeps it alive */
+  if (!t->repeat) timer_stop(t);
   script_call(L, 0, 0, "timer");
 }
 
@@ -127,6 +129,7 @@ static int start_timer(lua_State *L, int repeat) {
   lua_Integer ms = luaL_checkinteger(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   luaL_argcheck(L, ms >= 0, 1, "delay must be >= 0 ms");
+  if (!loop) return fail(L, "timers do not run under --check");
   ltimer_t *t = xcalloc(1, sizeof *t);
   t->id = next_timer++;
   t->repeat = repeat;

@@ -175,6 +175,9 @@ static lua_State *load_all(const options_t *o, config_t *cfg, char *err,
   if (script_check(L, err, errlen) < 0) goto fail;
   return L;
 fail:
+  /* A refused script may have started timers or requests already. */
+  lua_core_cancel_timers(L, 0);
+  http_cancel_state(L);
   script_close(L);
   return NULL;
 }

@@ -206,15 +206,9 @@ describe("hot reload #integration", function()
   end)
 end)
 
--- Reload bugs found while writing this spec and reported to the lead: each
--- of these crashes build/herd (SIGSEGV) today. Run them with
---   HERD_KNOWN_BUGS=1 busted examples/whereis/reload_spec.lua
--- and drop the guard once they pass.
-describe("hot reload, known bugs #integration", function()
-  if os.getenv("HERD_KNOWN_BUGS") ~= "1" then
-    pending("timers of a refused or retired Lua state (set HERD_KNOWN_BUGS=1)")
-    return
-  end
+-- Regressions: these crashed build/herd (SIGSEGV) before timers released
+-- their references while their Lua state was still open.
+describe("hot reload and timers of refused or retired states #integration", function()
   local dir, script, h
 
   before_each(function()
