@@ -2,7 +2,9 @@
 -- (New) searchNearby and Overpass interpreter, on 127.0.0.1, with the
 -- request and response shapes of the real services.
 --
--- As a program:  lua5.4 tests/helpers/places_mock.lua PORT
+-- As a program:  lua5.4 tests/helpers/places_mock.lua PORT [IDLE_S]
+--                (exits by itself after IDLE_S seconds without a request,
+--                default 120, so a crashed test run leaves nothing behind)
 -- As a module:   local mock = require "helpers.places_mock"
 --                local m = mock.start(21001)   -- spawns the program, waits
 --                m:config{ delay_ms = 200, mode = "500" }
@@ -420,8 +422,9 @@ local function parse(buf, conn_id)
   }, buf:sub(head_end + 4 + len)
 end
 
-local function serve(port)
+local function serve(port, idle_s)
   local server = assert(socket.bind("127.0.0.1", port, 1024))
+  local last_activity = now_ms()
   server:settimeout(0)
   local conns = {}   -- socket -> { id, inbuf, out, queue = { {due, resp} } }
   local order = {}   -- sockets, for select
@@ -437,6 +440,10 @@ local function serve(port)
 
   while true do
     local now = now_ms()
+    if now - last_activity > idle_s * 1000 then
+      io.stderr:write("places_mock: idle for ", idle_s, " s, exiting\n")
+      os.exit(0)
+    end
     local timeout = 1.0
     local sendt = {}
     for _, c in ipairs(order) do
@@ -476,7 +483,10 @@ local function serve(port)
         local st = conns[c]
         local data, err, partial = c:receive(65536)
         local chunk = data or partial
-        if chunk and #chunk > 0 then st.inbuf = st.inbuf .. chunk end
+        if chunk and #chunk > 0 then
+          st.inbuf = st.inbuf .. chunk
+          last_activity = now_ms()
+        end
         while true do
           local req, rest = parse(st.inbuf, st.id)
           if not req then break end
@@ -504,7 +514,7 @@ local function serve(port)
   end
 end
 
-local first = ...
-if first and tonumber(first) then serve(tonumber(first)) end
+local first, second = ...
+if first and tonumber(first) then serve(tonumber(first), tonumber(second) or 120) end
 
 return M
