@@ -21,17 +21,19 @@
 -- Records live in the C core (core.store), so WHEREIS sees what any server
 -- flooded here, and the data survives a script reload.
 local core = require "core"
+-- herdtext.fields splits on the protocol's white space, in C: this runs
+-- before every line, IAMATs included, so it must stay cheap.
+local fields = require("herdtext").fields
 
 local M = {}
 
 function M.on_line(conn, line, next)
-  local fields = {}
-  for field in line:gmatch("%S+") do fields[#fields + 1] = field end
-  if fields[1] ~= "WHEREIS" then
+  local verb, client, extra = fields(line)
+  if verb ~= "WHEREIS" then
     if next then return next(conn, line) end
     return "? " .. line .. "\n" -- loaded without a protocol underneath
   end
-  local at = #fields == 2 and core.store.get(fields[2])
+  local at = client and not extra and core.store.get(client)
   if not at then return "? " .. line .. "\n" end
   return at .. "\n"
 end

@@ -38,9 +38,14 @@ LADDER = [1000, 2000, 3000, 5000, 7000, 10000, 15000, 20000, 30000, 50000, 70000
 PROP_P99_LIMIT_US = 10000
 # The propagation poll: any query that answers "? ..." for an unknown client
 # and an AT line (plus, for WHATSAT, JSON and a blank line) for a known one.
-POLL = os.environ.get("BENCH_POLL", "WHATSAT %s 1 0")
+# WHEREIS (examples/whereis for herd, built into the asyncio baseline)
+# reads the store without a places lookup, so the poll costs little.
+POLL = os.environ.get("BENCH_POLL", "WHEREIS %s")
 POLL_LINES = 1 if not POLL.startswith("WHATSAT") else 0
-HERD_SCRIPTS = [s for s in os.environ.get("BENCH_HERD_SCRIPT", "").split(":") if s]
+HERD_SCRIPTS = [s for s in os.environ.get(
+    "BENCH_HERD_SCRIPT",
+    os.path.join(os.path.dirname(os.path.dirname(HERE)), "examples/whereis/whereis.lua")
+    if POLL.startswith("WHEREIS") else "").split(":") if s]
 
 T0 = time.monotonic()
 
