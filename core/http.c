@@ -63,7 +63,24 @@ static struct {
   http_req_t *active; /* requests inside the multi handle             */
   http_sock_t *socks; /* sockets being watched                        */
   uint64_t next_id;
+  CURL *spare[HTTP_SPARE_EASY]; /* reset handles kept for reuse           */
+  int nspare;
 } H;
+
+/* An easy handle costs several allocations to make; finished ones are
+ * reset and reused (their connections live in the multi handle anyway). */
+static CURL *easy_get(void) {
+  return H.nspare ? H.spare[--H.nspare] : curl_easy_init();
+}
+
+static void easy_put(CURL *easy) {
+  if (H.nspare == HTTP_SPARE_EASY) {
+    curl_easy_cleanup(easy);
+    return;
+  }
+  curl_easy_reset(easy);
+  H.spare[H.nspare++] = easy;
+}
 
 static void drain(void);
 static void req_unlink(http_req_t *r);
@@ -199,7 +216,7 @@ static void req_unlink(http_req_t *r) {
 static void req_detach(http_req_t *r) {
   if (!r->easy) return;
   curl_multi_remove_handle(H.multi, r->easy);
-  curl_easy_cleanup(r->easy);
+  easy_put(r->easy);
   r->easy = NULL;
   curl_slist_free_all(r->hdrs);
   r->hdrs = NULL;
@@ -475,7 +492,7 @@ static int l_http(lua_State *L) {
   if (H.reqs.len >= HTTP_MAX_IN_FLIGHT)
     return fail(L, "too many http requests in flight");
 
-  CURL *easy = curl_easy_init();
+  CURL *easy = easy_get();
   if (!easy) return fail(L, "cannot create a curl handle");
   http_req_t *r = xcalloc(1, sizeof *r);
   r->easy = easy;
@@ -617,6 +634,7 @@ void http_shutdown(void) {
   }
   if (H.multi) curl_multi_cleanup(H.multi);
   H.multi = NULL;
+  while (H.nspare) curl_easy_cleanup(H.spare[--H.nspare]);
   while (H.socks)
     sock_close(H.socks);
   uv_timer_stop(&H.timer);

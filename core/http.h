@@ -20,7 +20,8 @@
 #define HTTP_MAX_BYTES (4 << 20)        /* default cap on headers + body  */
 #define HTTP_MAX_BYTES_LIMIT (64 << 20) /* largest max_bytes accepted     */
 #define HTTP_MAX_IN_FLIGHT 10000        /* requests at once, then refused */
-#define HTTP_MAX_IDLE_CONNS 64          /* idle connections kept for reuse */
+#define HTTP_SPARE_EASY 256             /* finished easy handles kept to reuse */
+#define HTTP_MAX_IDLE_CONNS 1024        /* idle connections kept for reuse: a burst of this many queries finds them open */
 
 /* Sets up libcurl and the multi handle on loop. Returns 0, or -1 with a
  * message in err. */

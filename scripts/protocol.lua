@@ -4,6 +4,9 @@
 -- sent by a client). Blank lines get no reply.
 local iamat = require "iamat"
 local records = require "records"
+-- Loaded now, not at the first WHATSAT, so a bad places setting (unknown
+-- provider, missing key) fails start-up and --check with its reason.
+local whatsat = require "whatsat"
 local fields = require("herdtext").fields
 
 local M = {}
@@ -15,10 +18,9 @@ local M = {}
 M.commands = {
   IAMAT = iamat.command,
   -- whatsat returns its reply text (invalid input included), or nil once
-  -- it has deferred the answer. It is loaded on first use, so a herd that
-  -- never sees WHATSAT never loads a places provider.
+  -- it has deferred the answer.
   WHATSAT = function(conn, line, ...)
-    return require("whatsat").command(conn, { ... }, line) or false
+    return whatsat.command(conn, { ... }, line) or false
   end,
 }
 
