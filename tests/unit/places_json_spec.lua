@@ -11,8 +11,12 @@ describe("places.json", function()
     assert.equal('{"html_attributions":[],"results":[],"status":"ZERO_RESULTS"}',
       json.encode({ html_attributions = {}, results = {}, status = "ZERO_RESULTS" },
         json.TOP_ORDER))
-    assert.equal('{"opening_hours":{},"types":[]}',
-      json.encode({ opening_hours = {}, types = {} }))
+    -- Key order below the top level follows Lua's table order, which
+    -- changes from run to run: check each member, not the whole string.
+    local text = json.encode({ opening_hours = {}, types = {} })
+    assert.matches('^{"[%w_]+":[%[{][%]}],"[%w_]+":[%[{][%]}]}$', text)
+    assert.matches('"opening_hours":{}', text)
+    assert.matches('"types":%[%]', text)
     assert.equal("{}", json.encode(setmetatable({}, json.object_mt)))
   end)
 
