@@ -784,6 +784,9 @@ void peer_shutdown(void) {
 }
 
 int peer_flood(const char *client, size_t len, const char *except) {
+  int live = 0;
+  for (int i = 0; i < nlinks; i++) live += links[i].active != NULL;
+  if (!live) return 0;
   const store_rec_t *r = store_get(client, len);
   if (!r) return 0;
   int n = 0;
