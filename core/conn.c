@@ -253,6 +253,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   maybe_finish(c);
 }
 
+/* Reading paused on a full output resumes once half of it has left, whether
+ * it left through uv_write (on_written) or at once through uv_try_write in
+ * flush: a client that reads its replies promptly must not stay paused. */
+static void maybe_resume(conn_t *c) {
+  if (c->paused && !c->eof && !c->closing &&
+      wqueue_pending(&c->wq) <= lim.out_pause / 2) {
+    c->paused = 0;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  }
+}
+
 static void on_written(wqueue_t *q, int status) {
   conn_t *c = (conn_t *)((char *)q - offsetof(conn_t, wq));
   if (status < 0) {
@@ -261,10 +272,7 @@ static void on_written(wqueue_t *q, int status) {
   }
   c->last_active = uv_now(loop);
   if (c->closing) return;
-  if (c->paused && !c->eof && wqueue_pending(q) <= lim.out_pause / 2) {
-    c->paused = 0;
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-  }
+  maybe_resume(c);
   flush(c);
 }
 
@@ -280,6 +288,7 @@ static void flush(conn_t *c) {
     c->last_active = uv_now(loop);
     if (c->wq.writing) c->write_started = c->last_active;
   }
+  maybe_resume(c);
   maybe_finish(c);
 }
 
