@@ -194,7 +194,9 @@ static void too_long(conn_t *c, const char *start, size_t len) {
 /* Splits the bytes read into lines. Complete lines are handled straight from
  * the read buffer; only an unfinished line is copied. */
 static void feed(conn_t *c, const char *p, size_t n) {
-  while (n && !c->closing) {
+  /* eof here means core.close was called: the lines after it are not
+   * handled (a client's own EOF comes after its last bytes). */
+  while (n && !c->closing && !c->eof) {
     const char *nl = memchr(p, '\n', n);
     size_t take = nl ? (size_t)(nl - p) : n;
     if (c->skipping) {

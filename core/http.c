@@ -660,6 +660,15 @@ void http_cancel_state(lua_State *L) {
   }
 }
 
+long http_in_flight_for(lua_State *L) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  lua_State *main = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  long n = 0;
+  for (http_req_t *r = H.active; r; r = r->next) n += r->L == main;
+  return n;
+}
+
 long http_in_flight(void) {
   return (long)H.reqs.len;
 }

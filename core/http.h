@@ -41,5 +41,7 @@ void http_cancel_state(lua_State *L);
 void http_lua_register(lua_State *L);
 /* Requests started and not yet called back or cancelled. */
 long http_in_flight(void);
+/* The same, for the requests whose callbacks live in L. */
+long http_in_flight_for(lua_State *L);
 
 #endif

@@ -64,8 +64,9 @@ static int stopping;
 static options_t opts;
 static config_t server_cfg;
 static int self_idx = -1;
-/* States replaced by a reload, closed once nothing of theirs is pending. */
-static lua_State *retired[16];
+/* States replaced by a reload, each closed once nothing of its own is
+ * pending (no HTTP request, no timer), so no request in flight is dropped. */
+static lua_State **retired;
 static int nretired;
 
 static int parse_args(int argc, char **argv, options_t *o) {
@@ -258,7 +259,8 @@ static void on_signal(uv_signal_t *h, int signum) {
 static void close_retired(int force) {
   for (int i = 0; i < nretired;) {
     lua_State *L = retired[i];
-    if (force || (http_in_flight() == 0 && lua_core_timer_count(L) == 0)) {
+    if (force ||
+        (http_in_flight_for(L) == 0 && lua_core_timer_count(L) == 0)) {
       if (force) http_cancel_state(L);
       lua_core_cancel_timers(L, 0);
       script_close(L);
@@ -280,7 +282,6 @@ static void on_reaper(uv_timer_t *t) {
 static int reload(char *msg, size_t n) {
   char err[4096];
   config_t fresh;
-  if (nretired == (int)(sizeof retired / sizeof retired[0])) close_retired(1);
   lua_State *L = load_all(&opts, &fresh, err, sizeof err);
   if (!L) {
     log_error("reload failed, the running scripts stay: %s", err);
@@ -290,6 +291,7 @@ static int reload(char *msg, size_t n) {
   config_free(&fresh);
   lua_State *old = script_current();
   lua_core_cancel_timers(old, 1);
+  retired = xrealloc(retired, sizeof *retired * (size_t)(nretired + 1));
   retired[nretired++] = old;
   script_set_current(L);
   log_info("scripts reloaded: %s", script_versions(L));
@@ -460,6 +462,7 @@ int main(int argc, char **argv) {
   uv_run(loop, UV_RUN_DEFAULT);
   long refs_before = script_live_refs();
   close_retired(1);
+  free(retired);
   script_close(script_current());
   log_info("stopped (%ld Lua references were live, %ld left)", refs_before,
            script_live_refs());

@@ -247,18 +247,10 @@ describe("hot reload and timers of refused or retired states #integration", func
   end)
 end)
 
--- Reported to the lead, not fixed yet: run with
---   HERD_KNOWN_BUGS=1 busted examples/whereis/reload_spec.lua
--- A reload with 16 retired states pending force-closes all of them
--- (core/main.c reload -> close_retired(1)), cancelling their HTTP requests
--- and timers without calling back, so a WHATSAT in flight in an old state is
--- never answered. Retired states pile up because close_retired waits for
--- http_in_flight() == 0 across every state, not for the old state's own.
+-- Regression: replaced states used to be force-closed after 16 reloads,
+-- dropping a WHATSAT in flight; each is now closed once its own requests
+-- and timers are done.
 describe("hot reload, a request in flight across many reloads #integration #http", function()
-  if os.getenv("HERD_KNOWN_BUGS") ~= "1" then
-    pending("a WHATSAT in flight is never answered after 16 more reloads (set HERD_KNOWN_BUGS=1)")
-    return
-  end
 
   it("still answers the request, if only with an error", function()
     local m = mock_places.start(25431)
