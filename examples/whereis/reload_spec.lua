@@ -253,15 +253,19 @@ end)
 describe("hot reload, a request in flight across many reloads #integration #http", function()
 
   it("still answers the request, if only with an error", function()
-    local m = mock_places.start(25431)
-    finally(function() m:stop() end)
-    local h = herd.start({ servers = { A = { port = 25432 } },
+    -- busted keeps one finally per test: it stops everything.
+    local m, h, c
+    finally(function()
+      if c then c:close() end
+      if h then h:stop() end
+      if m then m:stop() end
+    end)
+    m = mock_places.start(25431)
+    h = herd.start({ servers = { A = { port = 25432 } },
       places = { provider = "google", timeout_ms = 3000 } },
       { env = { HERD_PLACES_KEY = "k", HERD_PLACES_URL = mock_places.url(25431, "google") } })
-    finally(function() h:stop() end)
     m:config({ delay_ms = 1500 })
-    local c = h:client("A", 10)
-    finally(function() c:close() end)
+    c = h:client("A", 10)
     assert.matches("^AT A ", c:request(("IAMAT kiwi %s %s"):format(LOC, herd.now())))
     c:send("WHATSAT kiwi 10 1\n")
     herd.sleep(0.2)
