@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <uv.h>
+
 #include "buf.h"
 #include "script.h"
 
@@ -170,6 +172,14 @@ static int parse_servers(lua_State *L, config_t *cfg, char *err,
     s->port = (int)port;
     s->peer_port = peer ? (int)peer : (int)port + 1000;
     if (!s->host) s->host = xstrdup("127.0.0.1");
+    struct sockaddr_in6 probe;
+    if (uv_ip4_addr(s->host, 1, (struct sockaddr_in *)&probe) != 0 &&
+        uv_ip6_addr(s->host, 1, &probe) != 0) {
+      snprintf(err, errlen, "%s: servers.%s.host must be an IPv4 or IPv6 "
+               "address, got '%s'", file, s->name, s->host);
+      lua_pop(L, 3);
+      return -1;
+    }
     lua_pop(L, 1);
   }
   lua_pop(L, 1);

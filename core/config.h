@@ -31,7 +31,7 @@ typedef struct config {
   char *secret;        /* NULL when none */
   int dev_secret;      /* the config marks its secret as for development */
   int insecure;        /* peers without authentication allowed */
-  char *admin_socket;  /* NULL: disabled */
+  char *admin_socket;  /* NULL: <log_dir>/<NAME>.sock; {name} = NAME */
   char *places_provider;
   conn_limits_t limits;
   size_t lua_memory;    /* bytes */

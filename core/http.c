@@ -38,6 +38,7 @@ typedef struct http_req {
   int cb_ref;                   /* the Lua callback; LUA_NOREF once freed */
   int cancelled;                /* cancelled after it finished           */
   uint64_t id;                  /* what Lua holds                        */
+  uint64_t started;             /* uv_hrtime at creation, for the stats  */
   buf_t head;                   /* header lines of the last response     */
   buf_t body;
   size_t max_bytes; /* cap on head.len + body.len            */
@@ -65,7 +66,20 @@ static struct {
   uint64_t next_id;
   CURL *spare[HTTP_SPARE_EASY]; /* reset handles kept for reuse           */
   int nspare;
+  http_stats_t stats;
 } H;
+
+void http_get_stats(http_stats_t *out) {
+  *out = H.stats;
+}
+
+static void count_done(const http_req_t *r) {
+  uint64_t us = (uv_hrtime() - r->started) / 1000;
+  H.stats.completed++;
+  if (r->result != CURLE_OK || r->too_big) H.stats.failed++;
+  H.stats.latency_us_total += us;
+  if (us > H.stats.latency_us_max) H.stats.latency_us_max = us;
+}
 
 /* An easy handle costs several allocations to make; finished ones are
  * reset and reused (their connections live in the multi handle anyway). */
@@ -332,6 +346,7 @@ static void run_batch(http_req_t *r) {
       req_free(r);
     } else {
       lua_State *L = r->L;
+      count_done(r);
       push_callback(r);
       req_free(r);
       script_call(L, 2, 0, "http callback");
@@ -554,6 +569,8 @@ static int l_http(lua_State *L) {
   if (H.active) H.active->prev = r;
   H.active = r;
   r->id = ++H.next_id;
+  r->started = uv_hrtime();
+  H.stats.started++;
   idmap_put(&H.reqs, r->id, r);
   lua_pushvalue(L, 2);
   r->cb_ref = script_ref(L);

@@ -23,6 +23,13 @@
 #define HTTP_SPARE_EASY 256             /* finished easy handles kept to reuse */
 #define HTTP_MAX_IDLE_CONNS 1024        /* idle connections kept for reuse: a burst of this many queries finds them open */
 
+typedef struct http_stats {
+  uint64_t started, completed, failed; /* failed: an error or a too-big body */
+  uint64_t latency_us_total, latency_us_max; /* of completed requests */
+} http_stats_t;
+
+void http_get_stats(http_stats_t *out);
+
 /* Sets up libcurl and the multi handle on loop. Returns 0, or -1 with a
  * message in err. */
 int http_init(uv_loop_t *loop, char *err, size_t errlen);

@@ -15,6 +15,7 @@
 #define LOG_FLUSH_AT (64 * 1024) /* write early when this much is buffered */
 
 static int log_fd = -1;
+static char log_path[4096];
 static int log_json;
 static buf_t log_buf;
 static time_t stamp_sec = -1; /* second the cached prefix was made for */
@@ -47,6 +48,7 @@ int log_open(const char *dir, const char *name, char *err, size_t errlen) {
     return -1;
   }
   snprintf(path, sizeof path, "%s/%s.log", dir, name);
+  snprintf(log_path, sizeof log_path, "%s", path);
   int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) {
     snprintf(err, errlen, "cannot open log %s: %s", path, strerror(errno));
@@ -179,6 +181,19 @@ void log_flush(void) {
     off += (size_t)n;
   }
   log_buf.len = 0;
+}
+
+void log_reopen(void) {
+  if (log_fd < 0) return;
+  log_flush();
+  int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    log_warn("cannot reopen log %s: %s; writing on to the old file", log_path,
+             strerror(errno));
+    return;
+  }
+  close(log_fd);
+  log_fd = fd;
 }
 
 void log_close(void) {

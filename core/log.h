@@ -25,6 +25,8 @@ void log_msg(log_level_t level, const char *fmt, ...)
 void log_data(const char *tag, const char *who, const char *data, size_t len);
 void log_flush(void);
 void log_close(void);
+/* Opens the log path again (after a rotation renamed the file). */
+void log_reopen(void);
 /* Plain lines instead of JSON lines (the default); see README. */
 void log_set_json(int json);
 

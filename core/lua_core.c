@@ -249,9 +249,20 @@ static void set_int(lua_State *L, const char *k, uint64_t v) {
   lua_setfield(L, -2, k);
 }
 
+static uint64_t reloads, reload_failures;
+
+void lua_core_count_reload(int ok) {
+  if (ok)
+    reloads++;
+  else
+    reload_failures++;
+}
+
 static int l_stats(lua_State *L) {
   const conn_stats_t *c = conn_stats();
   const peer_stats_t *p = peer_stats();
+  http_stats_t h;
+  http_get_stats(&h);
   lua_newtable(L);
   set_int(L, "connections", c->open);
   set_int(L, "accepted", c->accepted);
@@ -274,6 +285,14 @@ static int l_stats(lua_State *L) {
   set_int(L, "reconciles", p->reconciles);
   set_int(L, "sync_bytes_out", p->sync_bytes_out);
   set_int(L, "http_in_flight", (uint64_t)http_in_flight());
+  set_int(L, "http_started", h.started);
+  set_int(L, "http_completed", h.completed);
+  set_int(L, "http_failed", h.failed);
+  set_int(L, "http_latency_us_avg",
+          h.completed ? h.latency_us_total / h.completed : 0);
+  set_int(L, "http_latency_us_max", h.latency_us_max);
+  set_int(L, "reloads", reloads);
+  set_int(L, "reload_failures", reload_failures);
   set_int(L, "lua_memory", script_memory(L));
   set_int(L, "lua_refs", (uint64_t)script_live_refs());
   return 1;

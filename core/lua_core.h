@@ -10,6 +10,8 @@ int luaopen_core(lua_State *L);
 /* Stops the timers of L (NULL: of every state), only the repeating ones if
  * repeating_only (a reload lets one-shot timers of the old scripts run). */
 void lua_core_cancel_timers(lua_State *L, int repeating_only);
+/* Counts a reload for the stats. */
+void lua_core_count_reload(int ok);
 /* Timers still pending in L. */
 int lua_core_timer_count(lua_State *L);
 

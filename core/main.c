@@ -64,6 +64,7 @@ static int stopping;
 static options_t opts;
 static config_t server_cfg;
 static int self_idx = -1;
+static int running_nb[256], running_nnb; /* neighbours at start-up */
 /* States replaced by a reload, each closed once nothing of its own is
  * pending (no HTTP request, no timer), so no request in flight is dropped. */
 static lua_State **retired;
@@ -183,6 +184,31 @@ fail:
   return NULL;
 }
 
+/* With the local provider, maps its data: places.data (relative to the
+ * config file) must open; without it the default file is tried and a
+ * failure is only a warning (WHATSAT then answers UNKNOWN_ERROR). */
+static int open_places(lua_State *L, const config_t *cfg, char *err,
+                       size_t errlen) {
+  if (strcmp(cfg->places_provider, "local") != 0) return 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, CONFIG_REGISTRY_KEY);
+  lua_getfield(L, -1, "places");
+  char path[4096] = "";
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "data");
+    const char *data = lua_tostring(L, -1);
+    if (data && data[0] == '/')
+      snprintf(path, sizeof path, "%s", data);
+    else if (data)
+      snprintf(path, sizeof path, "%s/%s", cfg->dir, data);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  if (places_open(*path ? path : NULL, err, errlen) == 0) return 0;
+  if (*path) return -1;
+  log_warn("local places: %s", err);
+  return 0;
+}
+
 static int check_server(lua_State *L, const config_t *cfg, int self,
                         int *nb, int *nnb, char *err, size_t errlen) {
   *nnb = neighbours(L, cfg, self, nb, err, errlen);
@@ -223,6 +249,11 @@ static int run_check(const options_t *o) {
             o->config, names);
     rc = 1;
   }
+  if (open_places(L, &cfg, err, sizeof err) < 0) {
+    fprintf(stderr, "herd: %s\n", err);
+    rc = 1;
+  }
+  places_close();
   if (rc == 0)
     printf("%s: ok (%d servers, %d scripts)\n", o->config, cfg.nservers,
            cfg.nscripts);
@@ -275,6 +306,54 @@ static void on_reaper(uv_timer_t *t) {
   close_retired(0);
 }
 
+static int str_differs(const char *a, const char *b) {
+  return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+/* Names what a reloaded config changes that only a restart applies. */
+static void restart_needed(lua_State *L, const config_t *c, char *out,
+                           size_t n) {
+  const config_t *o = &server_cfg;
+  int same_servers = c->nservers == o->nservers;
+  for (int i = 0; same_servers && i < o->nservers; i++) {
+    int j = config_find(c, o->servers[i].name);
+    same_servers = j >= 0 && c->servers[j].port == o->servers[i].port &&
+                   c->servers[j].peer_port == o->servers[i].peer_port &&
+                   strcmp(c->servers[j].host, o->servers[i].host) == 0;
+  }
+  int nb[256], nnb = -1, same_links = 0;
+  char err[256];
+  int self = config_find(c, o->servers[self_idx].name);
+  if (self >= 0) nnb = neighbours(L, c, self, nb, err, sizeof err);
+  if (nnb == running_nnb) {
+    same_links = 1;
+    for (int i = 0; i < nnb; i++)
+      same_links &= strcmp(c->servers[nb[i]].name,
+                           o->servers[running_nb[i]].name) == 0;
+  }
+  out[0] = '\0';
+#define CHANGED(cond, what)                                   \
+  if (cond) {                                                 \
+    if (*out) strncat(out, ", ", n - strlen(out) - 1);       \
+    strncat(out, what, n - strlen(out) - 1);                 \
+  }
+  CHANGED(!same_servers, "servers");
+  CHANGED(!same_links, "links");
+  CHANGED(str_differs(c->secret, o->secret) || c->insecure != o->insecure,
+          "secret");
+  CHANGED(str_differs(c->log_dir, o->log_dir) || c->log_json != o->log_json,
+          "log_dir/log_format");
+  CHANGED(str_differs(c->admin_socket, o->admin_socket), "admin_socket");
+  CHANGED(memcmp(&c->limits, &o->limits, sizeof c->limits) != 0 ||
+              c->peer_max_frame != o->peer_max_frame ||
+              c->peer_timeout_ms != o->peer_timeout_ms,
+          "limits");
+  CHANGED(c->redial_min_ms != o->redial_min_ms ||
+              c->redial_max_ms != o->redial_max_ms,
+          "links_redial");
+#undef CHANGED
+}
+
 /* Loads config and scripts into a fresh state and swaps it in only if all
  * of it loads. Requests in flight finish in the old state, which is closed
  * once they are done; its repeating timers stop now. Listeners, links and
@@ -284,16 +363,25 @@ static int reload(char *msg, size_t n) {
   config_t fresh;
   lua_State *L = load_all(&opts, &fresh, err, sizeof err);
   if (!L) {
+    lua_core_count_reload(0);
     log_error("reload failed, the running scripts stay: %s", err);
     snprintf(msg, n, "%s", err);
     return -1;
   }
+  char later[512];
+  restart_needed(L, &fresh, later, sizeof later);
+  if (*later)
+    log_warn("reload: the config changes %s, which take effect only on a "
+             "restart; the new scripts run with the old values",
+             later);
   config_free(&fresh);
+  log_reopen();
   lua_State *old = script_current();
   lua_core_cancel_timers(old, 1);
   retired = xrealloc(retired, sizeof *retired * (size_t)(nretired + 1));
   retired[nretired++] = old;
   script_set_current(L);
+  lua_core_count_reload(1);
   log_info("scripts reloaded: %s", script_versions(L));
   if (script_push_hook(L, HOOK_ON_START) == 0)
     script_call(L, 0, 0, "on_start");
@@ -307,12 +395,20 @@ static void on_hup(uv_signal_t *h, int signum) {
   reload(msg, sizeof msg);
 }
 
+/* admin_socket may name the server with {name}, so one config serves
+ * several servers on one machine; by default <log_dir>/<NAME>.sock. */
 static void admin_path(const config_t *c, const char *name, char *out,
                        size_t n) {
-  if (c->admin_socket)
-    snprintf(out, n, "%s", c->admin_socket);
-  else
+  if (!c->admin_socket) {
     snprintf(out, n, "%s/%s.sock", c->log_dir, name);
+    return;
+  }
+  const char *at = strstr(c->admin_socket, "{name}");
+  if (at)
+    snprintf(out, n, "%.*s%s%s", (int)(at - c->admin_socket), c->admin_socket,
+             name, at + 6);
+  else
+    snprintf(out, n, "%s", c->admin_socket);
 }
 
 /* herd ctl --config FILE NAME COMMAND... */
@@ -380,11 +476,12 @@ int main(int argc, char **argv) {
             opts.config, names);
     return 1;
   }
-  int nb[256], nnb;
+  int *nb = running_nb, nnb;
   if (check_server(L, &server_cfg, self_idx, nb, &nnb, err, sizeof err) < 0) {
     fprintf(stderr, "herd: %s\n", err);
     return 1;
   }
+  running_nnb = nnb;
   script_set_current(L);
   log_set_json(server_cfg.log_json);
   if (log_open(server_cfg.log_dir, opts.name, err, sizeof err) < 0) {
@@ -393,18 +490,10 @@ int main(int argc, char **argv) {
   }
   /* The local places data is mapped now, not at the first query, so the
    * first client does not pay for it. */
-  if (strcmp(server_cfg.places_provider, "local") == 0) {
-    lua_getfield(L, LUA_REGISTRYINDEX, CONFIG_REGISTRY_KEY);
-    lua_getfield(L, -1, "places");
-    const char *data = NULL;
-    if (lua_istable(L, -1)) {
-      lua_getfield(L, -1, "data");
-      data = lua_tostring(L, -1);
-      lua_replace(L, -2);
-    }
-    if (places_open(data, err, sizeof err) < 0)
-      log_warn("local places: %s", err);
-    lua_pop(L, 2);
+  if (open_places(L, &server_cfg, err, sizeof err) < 0) {
+    fprintf(stderr, "herd: %s\n", err);
+    log_close();
+    return 1;
   }
   char admin_sock[4096];
   admin_path(&server_cfg, opts.name, admin_sock, sizeof admin_sock);

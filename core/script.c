@@ -108,8 +108,8 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
   if (ar->event == LUA_HOOKCOUNT) s->used += BUDGET_STEP;
   if (s->budget && s->depth > 0 && s->used > s->budget) {
     lua_sethook(L, budget_hook, LUA_MASKLINE | LUA_MASKCOUNT, 1);
-    luaL_error(L, "script exceeded its budget of %d instructions",
-               (int)s->budget);
+    luaL_error(L, "script exceeded its budget of %I instructions",
+               (lua_Integer)s->budget);
   }
 }
 

@@ -4,6 +4,10 @@
 local M = {}
 
 function M.neighbours(self, config)
+  if config.links ~= nil and type(config.links) ~= "table" then
+    error("links must be a list of pairs { \"A\", \"B\" }, got a "
+      .. type(config.links), 0)
+  end
   local out, seen = {}, {}
   for i, link in ipairs(config.links or {}) do
     if type(link) ~= "table" or type(link[1]) ~= "string"

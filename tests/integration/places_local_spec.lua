@@ -29,12 +29,12 @@ local function names(answer)
   return out
 end
 
-local function one_server(port, data)
+local function one_server(port, data, opts)
   return herd.start({
     servers = { P = { port = port, peer_port = port + 500 } },
     links = {},
     places = { provider = "local", data = data },
-  }, { env = { HERD_PLACES_PROVIDER = "local" } })
+  }, { env = { HERD_PLACES_PROVIDER = "local" }, wait = (opts or {}).wait })
 end
 
 describe("WHATSAT with the local provider #integration #places", function()
@@ -54,7 +54,6 @@ describe("WHATSAT with the local provider #integration #places", function()
     f:close()
     sample = one_server(22001, SAMPLE)
     syn = one_server(22002, synthetic)
-    bad = one_server(22003, damaged)
   end)
 
   lazy_teardown(function()
@@ -121,15 +120,13 @@ describe("WHATSAT with the local provider #integration #places", function()
     c:close()
   end)
 
-  it("answers UNKNOWN_ERROR, not a crash, when its data file is damaged",
+  it("refuses to start, and fails --check, on a damaged data file it was given",
     function()
-      local c = bad:client("P")
-      iamat(c, "kiwi", "+34.068930-118.445127")
-      local _, ans = whatsat(c, "kiwi", 10, 5)
-      assert.equal("UNKNOWN_ERROR", ans.status)
-      assert.equal("no places data loaded", ans.error_message)
-      assert.same({}, ans.results)
-      c:close()
-      assert.matches("truncated", bad:log("P") .. (bad:stderr("P") or ""))
+      bad = one_server(22003, damaged, { wait = false })
+      assert.equal(1, bad:exit_code("P"))
+      assert.matches("places data .*truncated", bad:stderr("P"))
+      local rc, _, err = herd.run("--config " .. bad.config .. " --check")
+      assert.equal(1, rc)
+      assert.matches("truncated", err)
     end)
 end)
