@@ -87,10 +87,18 @@ bench: deps
 format:
 	clang-format -i core/*.c core/*.h
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/herd
-	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/herd
-	cp -r scripts $(DESTDIR)$(PREFIX)/share/herd/
+# An installed binary is built apart, with PREFIX's script and data
+# directories compiled in.
+install:
+	rm -rf build/install
+	@$(MAKE) --no-print-directory OUT=build/install \
+	  SCRIPT_DIR=$(PREFIX)/share/herd/scripts DATA_DIR=$(PREFIX)/share/herd/data build/install/herd
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/herd/data
+	install -m 755 build/install/herd $(DESTDIR)$(PREFIX)/bin/herd
+	rm -rf $(DESTDIR)$(PREFIX)/share/herd/scripts
+	cp -R scripts $(DESTDIR)$(PREFIX)/share/herd/scripts
+	install -m 644 data/places-sample.bin $(DESTDIR)$(PREFIX)/share/herd/data/
+	if [ -f data/places.bin ]; then install -m 644 data/places.bin $(DESTDIR)$(PREFIX)/share/herd/data/; fi
 
 clean:
 	rm -rf build

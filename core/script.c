@@ -7,8 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <uv.h>
 
 #include "buf.h"
 #include "log.h"
@@ -44,28 +42,11 @@ static const struct {
 static long live_refs;
 static lua_State *current;
 
-/* $HERD_SCRIPT_DIR, else the checkout the binary was built in, else
- * <bin>/../share/herd/scripts (an installed copy: make install). */
+/* $HERD_SCRIPT_DIR, else the directory compiled in (the checkout, or
+ * PREFIX/share/herd/scripts for `make install`). */
 const char *script_dir(void) {
-  static char dir[4096];
   const char *d = getenv("HERD_SCRIPT_DIR");
-  if (d && *d) return d;
-  if (*dir) return dir;
-  snprintf(dir, sizeof dir, "%s", HERD_SCRIPT_DIR);
-  if (access(HERD_SCRIPT_DIR "/protocol.lua", R_OK) == 0) return dir;
-  char exe[4096];
-  size_t n = sizeof exe;
-  if (uv_exepath(exe, &n) == 0) {
-    char *slash = strrchr(exe, '/');
-    if (slash) *slash = '\0';
-    char guess[4096 + 64];
-    snprintf(guess, sizeof guess, "%s/../share/herd/scripts/protocol.lua", exe);
-    if (access(guess, R_OK) == 0) {
-      guess[strlen(guess) - strlen("/protocol.lua")] = '\0';
-      snprintf(dir, sizeof dir, "%s", guess);
-    }
-  }
-  return dir;
+  return d && *d ? d : HERD_SCRIPT_DIR;
 }
 
 lua_State *script_current(void) {
