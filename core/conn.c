@@ -15,6 +15,10 @@
 #define READ_CHUNK (64 * 1024)
 #define ECHO_MAX 256 /* bytes of an over-long line echoed after "? " */
 #define SWEEP_MS 1000
+/* Replies a connection may have waiting behind a deferred one (or deferred
+ * themselves) before it stops reading: with out_pause, this bounds what one
+ * client makes the server hold. */
+#define PENDING_MAX 64
 
 /* A reply that cannot leave yet because an earlier one is still pending. */
 typedef struct slot {
@@ -32,6 +36,8 @@ typedef struct conn {
   struct conn *dirty_next;    /* connections with output to write */
   slot_t *head, *tail;        /* replies waiting for an earlier one */
   buf_t in;                   /* the unfinished line */
+  buf_t held;                 /* read but not handled: reading is paused */
+  unsigned nslots;            /* replies waiting in head..tail */
   wqueue_t wq;                /* output */
   uint64_t last_active;       /* uv_now of the last input or output */
   uint64_t accepted_at;
@@ -45,6 +51,7 @@ typedef struct conn {
 static uv_loop_t *loop;
 static uv_tcp_t listener;
 static uv_timer_t sweeper;
+static uv_idle_t again; /* active while a flush pass left work behind */
 static conn_limits_t lim;
 static conn_stats_t stats;
 static idmap_t by_id, by_token;
@@ -60,6 +67,7 @@ static slot_t *cur_slot;
 
 static void conn_close(conn_t *c);
 static void flush(conn_t *c);
+static void on_again(uv_idle_t *h) {} /* the loop's flush phases do it */
 
 const conn_stats_t *conn_stats(void) {
   return &stats;
@@ -86,6 +94,7 @@ static void emit(conn_t *c, const char *data, size_t len) {
 static slot_t *slot_push(conn_t *c) {
   slot_t *s = xcalloc(1, sizeof *s);
   s->conn = c;
+  c->nslots++;
   if (c->tail)
     c->tail->next = s;
   else
@@ -95,6 +104,7 @@ static slot_t *slot_push(conn_t *c) {
 }
 
 static void slot_free(slot_t *s) {
+  s->conn->nslots--;
   if (s->token) idmap_del(&by_token, s->token);
   buf_free(&s->text);
   free(s);
@@ -197,6 +207,17 @@ static void feed(conn_t *c, const char *p, size_t n) {
   /* eof here means core.close was called: the lines after it are not
    * handled (a client's own EOF comes after its last bytes). */
   while (n && !c->closing && !c->eof) {
+    if (c->paused || c->nslots >= PENDING_MAX) {
+      /* Too much output or too many replies waiting: the rest of this read
+       * waits too (maybe_resume hands it back), else one 64 KiB read of
+       * short requests with long replies could queue megabytes. */
+      if (!c->paused) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->paused = 1;
+      }
+      buf_append(&c->held, p, n);
+      return;
+    }
     const char *nl = memchr(p, '\n', n);
     size_t take = nl ? (size_t)(nl - p) : n;
     if (c->skipping) {
@@ -257,13 +278,23 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
 
 /* Reading paused on a full output resumes once half of it has left, whether
  * it left through uv_write (on_written) or at once through uv_try_write in
- * flush: a client that reads its replies promptly must not stay paused. */
+ * flush: a client that reads its replies promptly must not stay paused.
+ * What was read but held back is handled first. Runs from flush, never
+ * inside a script call. */
 static void maybe_resume(conn_t *c) {
-  if (c->paused && !c->eof && !c->closing &&
-      wqueue_pending(&c->wq) <= lim.out_pause / 2) {
-    c->paused = 0;
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (!c->paused || c->eof || c->closing ||
+      wqueue_pending(&c->wq) > lim.out_pause / 2 ||
+      c->nslots > PENDING_MAX / 2)
+    return;
+  c->paused = 0;
+  if (c->held.len) {
+    buf_t h = c->held;
+    buf_init(&c->held);
+    feed(c, h.data, h.len);
+    buf_free(&h);
+    if (c->paused || c->closing || c->eof) return; /* held again */
   }
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
 static void on_written(wqueue_t *q, int status) {
@@ -294,12 +325,24 @@ static void flush(conn_t *c) {
   maybe_finish(c);
 }
 
+/* One pass over the connections with output. A connection that has more
+ * to do after its flush (held input handled by maybe_resume) waits for the
+ * next pass, so one client whose replies the kernel keeps absorbing cannot
+ * hold the loop; the idle handle keeps the loop from sleeping meanwhile. */
 void conn_flush_all(void) {
-  while (dirty) {
-    conn_t *c = dirty;
-    dirty = c->dirty_next;
+  conn_t *list = dirty;
+  dirty = NULL;
+  while (list) {
+    conn_t *c = list;
+    list = c->dirty_next;
     c->dirty = 0;
     flush(c);
+  }
+  if (listening) {
+    if (dirty)
+      uv_idle_start(&again, on_again);
+    else
+      uv_idle_stop(&again);
   }
 }
 
@@ -335,6 +378,7 @@ static void on_close(uv_handle_t *h) {
     slot_free(s);
   }
   buf_free(&c->in);
+  buf_free(&c->held);
   wqueue_free(&c->wq);
   free(c);
 }
@@ -476,6 +520,7 @@ int conn_listen(uv_loop_t *l, const char *host, int port,
   uv_timer_init(loop, &sweeper);
   uv_timer_start(&sweeper, on_sweep, SWEEP_MS, SWEEP_MS);
   uv_unref((uv_handle_t *)&sweeper);
+  uv_idle_init(loop, &again);
   return 0;
 }
 
@@ -484,6 +529,7 @@ void conn_shutdown(void) {
   if (listening) {
     uv_close((uv_handle_t *)&listener, NULL);
     uv_close((uv_handle_t *)&sweeper, NULL);
+    uv_close((uv_handle_t *)&again, NULL);
     listening = 0;
   }
   while (all) conn_close(all);
