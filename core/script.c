@@ -176,17 +176,9 @@ lua_State *script_open(const script_limits_t *limits, const char *script_dir,
 
   /* Scripts find each other in the script directory and beside the config;
    * Debian's Lua modules (cjson) stay reachable through the default path. */
-  buf_t path;
-  buf_init(&path);
-  add_path(&path, extra_dir);
-  add_path(&path, script_dir);
+  script_set_path(L, script_dir);
+  script_set_path(L, extra_dir);
   lua_getglobal(L, "package");
-  lua_getfield(L, -1, "path");
-  buf_append_str(&path, lua_tostring(L, -1));
-  lua_pop(L, 1);
-  lua_pushlstring(L, path.data, path.len);
-  lua_setfield(L, -2, "path");
-  buf_free(&path);
   lua_getfield(L, -1, "preload");
   lua_pushcfunction(L, luaopen_core);
   lua_setfield(L, -2, "core");
@@ -203,6 +195,7 @@ void script_set_limits(lua_State *L, size_t memory, long budget) {
 }
 
 void script_set_path(lua_State *L, const char *dir) {
+  if (!dir || !*dir) return;
   buf_t path;
   buf_init(&path);
   add_path(&path, dir);

@@ -1,13 +1,8 @@
 -- The multi-host config (herd.lua here), validated with --check: it binds
 -- nothing, so it runs on any machine. Uses no ports.
 local herd = require "helpers.herd"
-local lfs = require "lfs"
 
-local function here(file)
-  local dir = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-  if dir:sub(1, 1) ~= "/" then dir = lfs.currentdir() .. "/" .. dir end
-  return dir .. "/" .. file
-end
+local here = herd.beside
 
 local CONFIG = here("herd.lua")
 local NAMES = { "Bernard", "Campbell", "Jaquez", "Juzang", "Riley" }

@@ -6,13 +6,8 @@
 local herd = require "helpers.herd"
 local mock_places = require "helpers.places_mock"
 local cjson = require "cjson"
-local lfs = require "lfs"
 
-local function here(file)
-  local dir = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-  if dir:sub(1, 1) ~= "/" then dir = lfs.currentdir() .. "/" .. dir end
-  return dir .. "/" .. file
-end
+local here = herd.beside
 
 local MOCK = 25201
 local LOC = "+34.068930-118.445127"

@@ -1,13 +1,8 @@
 -- The ring example (ring.lua): a topology computed from the server list.
 -- Ports 25100-25199.
 local herd = require "helpers.herd"
-local lfs = require "lfs"
 
-local function here(file)
-  local dir = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-  if dir:sub(1, 1) ~= "/" then dir = lfs.currentdir() .. "/" .. dir end
-  return dir .. "/" .. file
-end
+local here = herd.beside
 
 -- The names of the links a server keeps, sorted, and whether all are up.
 local function links(h, name)

@@ -1,13 +1,8 @@
 -- The WHEREIS example (whereis.lua) on a real two-server herd.
 -- Ports 25000-25099.
 local herd = require "helpers.herd"
-local lfs = require "lfs"
 
-local function here(file)
-  local dir = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-  if dir:sub(1, 1) ~= "/" then dir = lfs.currentdir() .. "/" .. dir end
-  return dir .. "/" .. file
-end
+local here = herd.beside
 
 local LOC = "+34.068930-118.445127"
 

@@ -65,6 +65,13 @@ local function tmpdir()
   return (sh("mktemp -d /tmp/herd-test." .. run .. ".XXXXXX"):gsub("%s+$", ""))
 end
 
+-- The absolute path of file in the folder of the spec that calls this.
+function M.beside(file)
+  local dir = debug.getinfo(2, "S").source:match("^@(.*)/[^/]*$") or "."
+  if dir:sub(1, 1) ~= "/" then dir = require("lfs").currentdir() .. "/" .. dir end
+  return dir .. "/" .. file
+end
+
 -- Waits until host:port accepts a connection; true or false after timeout.
 function M.wait_port(port, timeout, host)
   local deadline = socket.gettime() + (timeout or 5)
