@@ -311,4 +311,61 @@ function M.ns(t)
   return tonumber(s) * 1000000000 + tonumber(f)
 end
 
+-- ---- writers: clients that count acknowledged IAMATs ----------------------
+
+-- Starts tests/chaos/tools/writer.lua. servers: { { name=, host=, port= } }.
+-- handle:finish() waits for it (or stops it) and returns
+-- { written=, acked=, failed=, newest = { client = timestamp } }.
+function M.writer(servers, seconds, seed, opts)
+  opts = opts or {}
+  local parts = {}
+  for _, s in ipairs(servers) do
+    parts[#parts + 1] = ("%s=%s:%d"):format(s.name, s.host or "127.0.0.1", s.port)
+  end
+  local out = os.tmpname()
+  local cmd = ("exec %s %s/tests/chaos/tools/writer.lua %s %s %s %d %d"):format(M.LUA, M.ROOT,
+    table.concat(parts, ","), seconds, out, seed, opts.clients or 150)
+  local w = { out = out, pid = M.spawn(cmd) }
+  function w:finish(timeout, stop)
+    if stop then
+      local f = io.open(self.out .. ".stop", "w")
+      f:close()
+    end
+    local text
+    local deadline = socket.gettime() + (timeout or 30)
+    repeat
+      text = herd.read_file(self.out)
+      if text and text:find("\nend\n$") then break end
+      socket.sleep(0.05)
+    until socket.gettime() > deadline
+    M.stop_pid(self.pid)
+    os.remove(self.out)
+    os.remove(self.out .. ".stop")
+    local r = { newest = {} }
+    for k, v in (text or ""):gmatch("([%w_]+)=(%d+)") do r[k] = tonumber(v) end
+    for client, t in (text or ""):gmatch("acked (%S+) (%S+)") do r.newest[client] = t end
+    return r
+  end
+  return w
+end
+
+-- Acknowledged IAMATs missing from a records dump: those whose client has
+-- no record, or only an older one. newest: client -> timestamp.
+function M.lost(dump, newest)
+  local stored = {}
+  for line in dump:gmatch("[^\n]+") do
+    local client, t = line:match("^AT %S+ %S+ (%S+) %S+ (%S+)$")
+    if client then stored[client] = t end
+  end
+  local lost, samples = 0, {}
+  for client, t in pairs(newest) do
+    local s = stored[client]
+    if not s or M.ns(s) < M.ns(t) then
+      lost = lost + 1
+      if #samples < 5 then samples[#samples + 1] = client .. " " .. t .. " (stored " .. tostring(s) .. ")" end
+    end
+  end
+  return lost, samples
+end
+
 return M
