@@ -31,7 +31,7 @@ for name in $(echo "$names" | cut -d' ' -f1); do
   "$bin" --config "$config" "$name" &
   pids="$pids $!"
 done
-first=$(echo "$names" | head -1)
+first=$(echo "$names" | sort -k3 -n | head -1)
 set -- $first
 echo
 echo "Logs go to the config's log_dir. Try, in another terminal:"
