@@ -20,9 +20,14 @@ static int log_json;
 static buf_t log_buf;
 static time_t stamp_sec = -1; /* second the cached prefix was made for */
 static char stamp_prefix[32]; /* "2026-11-25T19:42:02" */
+static char stamp_tail[9];    /* ".123456Z" */
+static int stamp_fresh;       /* the cached stamp is this loop phase's */
+static unsigned char plain_byte[256]; /* copied as is; set by log_set_json */
 
 void log_set_json(int json) {
   log_json = json;
+  for (int c = 0; c < 256; c++)
+    plain_byte[c] = c >= 0x20 && c < 0x7f && c != '\\' && !(json && c == '"');
 }
 
 static int mkdir_p(const char *dir) {
@@ -42,6 +47,7 @@ static int mkdir_p(const char *dir) {
 
 int log_open(const char *dir, const char *name, char *err, size_t errlen) {
   char path[4096];
+  log_set_json(log_json); /* fills the escape table */
   if (mkdir_p(dir) < 0) {
     snprintf(err, errlen, "cannot create log directory %s: %s", dir,
              strerror(errno));
@@ -58,36 +64,37 @@ int log_open(const char *dir, const char *name, char *err, size_t errlen) {
   return 0;
 }
 
-/* Appends the UTC timestamp with microseconds; the part up to the second is
- * formatted once per second. */
+/* Appends the UTC timestamp with microseconds. Lines logged in the same
+ * loop phase (one batch of reads, say) share one reading of the clock,
+ * taken at the first of them; the part up to the second is formatted once
+ * per second. */
 static void put_stamp(buf_t *b) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  if (ts.tv_sec != stamp_sec) {
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(stamp_prefix, sizeof stamp_prefix, "%Y-%m-%dT%H:%M:%S", &tm);
-    stamp_sec = ts.tv_sec;
+  if (!stamp_fresh) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (ts.tv_sec != stamp_sec) {
+      struct tm tm;
+      gmtime_r(&ts.tv_sec, &tm);
+      strftime(stamp_prefix, sizeof stamp_prefix, "%Y-%m-%dT%H:%M:%S", &tm);
+      stamp_sec = ts.tv_sec;
+    }
+    memcpy(stamp_tail, ".000000Z", 9);
+    long us = ts.tv_nsec / 1000;
+    for (int i = 6; i >= 1; i--, us /= 10) stamp_tail[i] = (char)('0' + us % 10);
+    stamp_fresh = 1;
   }
-  char tail[9] = ".000000Z";
-  long us = ts.tv_nsec / 1000;
-  for (int i = 6; i >= 1; i--, us /= 10) tail[i] = (char)('0' + us % 10);
   buf_append_str(b, stamp_prefix);
-  buf_append(b, tail, 8);
+  buf_append(b, stamp_tail, 8);
 }
 
 /* Escapes bytes so that a log entry is one printable line. In JSON mode the
  * escapes are JSON's; otherwise C-like. */
-static int plain(unsigned char c) {
-  return c >= 0x20 && c < 0x7f && c != '\\' && !(log_json && c == '"');
-}
-
 static void put_escaped(buf_t *b, const char *s, size_t len) {
   static const char hex[] = "0123456789abcdef";
   size_t i = 0;
   while (i < len) {
     size_t run = i;
-    while (run < len && plain((unsigned char)s[run])) run++;
+    while (run < len && plain_byte[(unsigned char)s[run]]) run++;
     buf_append(b, s + i, run - i); /* copy printable runs whole */
     if (run == len) break;
     unsigned char c = (unsigned char)s[run];
@@ -170,6 +177,7 @@ void log_data(const char *tag, const char *who, const char *data,
 
 void log_flush(void) {
   size_t off = 0;
+  stamp_fresh = 0; /* called at every loop phase: the next line reads the clock */
   if (log_fd < 0) {
     log_buf.len = 0;
     return;

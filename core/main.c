@@ -226,6 +226,7 @@ static int check_server(lua_State *L, const config_t *cfg, int self,
 
 static int run_check(const options_t *o) {
   char err[4096];
+  script_watchdog_start(); /* a script stuck while loading is stopped */
   config_t cfg;
   lua_core_init(NULL, o->name ? o->name : "");
   lua_State *L = load_all(o, &cfg, err, sizeof err);
@@ -459,6 +460,7 @@ int main(int argc, char **argv) {
 
   char err[4096];
   signal(SIGPIPE, SIG_IGN);
+  script_watchdog_start();
   raise_fd_limit();
   loop = uv_default_loop();
   lua_core_init(loop, opts.name);

@@ -3,6 +3,10 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <errno.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +17,7 @@
 #include "textlib.h"
 
 #define BUDGET_STEP 1000 /* instructions between two budget checks */
+#define WATCHDOG_US 10000 /* CPU time between two looks at the running call */
 
 int luaopen_core(lua_State *L); /* lua_core.c */
 
@@ -94,6 +99,59 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
   }
 }
 
+/* The instruction budget without its cost: a count hook makes Lua 5.4 trap
+ * every VM instruction (a fifth of an IAMAT's instructions), so calls run
+ * unhooked and a watchdog arms the hook only for a call still running
+ * after a tick of CPU time (SIGVTALRM every WATCHDOG_US of this thread's
+ * CPU time, sent to this thread alone, never to a resolver thread of
+ * libcurl's; lua_sethook is safe in a signal handler, as lua.c's Ctrl-C
+ * relies on). The budget then counts from there. */
+static lua_State *volatile watched;       /* the top-level call's state */
+static volatile sig_atomic_t call_seq;    /* changes on every call edge */
+static sig_atomic_t seen_seq = -1;
+
+static void on_watchdog(int sig) {
+  lua_State *L = watched;
+  if (L && call_seq == seen_seq && !lua_gethook(L))
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
+  seen_seq = call_seq;
+}
+
+void script_watchdog_start(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_watchdog;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGVTALRM, &sa, NULL);
+  struct sigevent ev;
+  memset(&ev, 0, sizeof ev);
+  ev.sigev_notify = SIGEV_THREAD_ID;
+  ev.sigev_signo = SIGVTALRM;
+  ev._sigev_un._tid = gettid(); /* glibc 2.36 has no sigev_notify_thread_id */
+  timer_t timer;
+  if (timer_create(CLOCK_THREAD_CPUTIME_ID, &ev, &timer) < 0) {
+    log_warn("no watchdog timer (%s): instruction budgets are off",
+             strerror(errno));
+    return;
+  }
+  struct itimerspec it = {{0, WATCHDOG_US * 1000}, {0, WATCHDOG_US * 1000}};
+  timer_settime(timer, 0, &it, NULL);
+}
+
+static void watch_begin(lua_State *L, script_state_t *s) {
+  s->used = 0;
+  if (lua_gethook(L)) lua_sethook(L, NULL, 0, 0);
+  if (s->budget) watched = L;
+  call_seq++;
+}
+
+static void watch_end(lua_State *L) {
+  watched = NULL;
+  call_seq++;
+  if (lua_gethook(L)) lua_sethook(L, NULL, 0, 0);
+}
+
 static int msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {
@@ -111,13 +169,9 @@ int script_call(lua_State *L, int nargs, int nres, const char *what) {
   int base = lua_gettop(L) - nargs;
   lua_pushcfunction(L, msghandler);
   lua_insert(L, base);
-  if (s->depth++ == 0) {
-    s->used = 0;
-    if (s->budget) lua_sethook(L, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
-  }
+  if (s->depth++ == 0) watch_begin(L, s);
   int status = lua_pcall(L, nargs, nres, base);
-  if (--s->depth == 0 && s->budget)
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
+  if (--s->depth == 0) watch_end(L);
   lua_remove(L, base);
   if (status != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
@@ -277,7 +331,9 @@ int script_load(lua_State *L, const char *path, char *err, size_t errlen) {
   }
   lua_pushcfunction(L, msghandler);
   lua_insert(L, -2);
+  if (s->depth++ == 0) watch_begin(L, s);
   int status = lua_pcall(L, 0, 1, -2);
+  if (--s->depth == 0) watch_end(L);
   lua_remove(L, -2);
   if (status != LUA_OK) {
     snprintf(err, errlen, "%s", lua_tostring(L, -1));

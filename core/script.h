@@ -23,8 +23,12 @@ typedef enum {
 
 typedef struct script_limits {
   size_t memory;       /* bytes the Lua state may hold; 0 = no cap     */
-  long budget;         /* VM instructions per hook call; 0 = no cap    */
+  long budget;         /* VM instructions per hook call, counted once
+                          the call has run ~10-20 ms of CPU; 0 = no cap */
 } script_limits_t;
+
+/* Starts the watchdog that enforces instruction budgets (SIGVTALRM). */
+void script_watchdog_start(void);
 
 /* Creates a Lua state with the standard libraries, the `core` module
  * preloaded, and package.path covering script_dir and extra_dir (may be

@@ -10,17 +10,20 @@ local records = require "records"
 
 local M = {}
 
-local now = core.now
+-- Every IAMAT goes through these: keep them in locals.
+local now, name = core.now, core.name
+local parse_location, parse_time, diff = location.parse, clock.parse, clock.diff
+local repeats, accept = records.repeats, records.accept
 
 -- Takes the line and its fields; returns the reply, or nil when invalid.
 function M.command(conn, line, verb, client, loc, time, extra)
-  if not time or extra or not location.parse(loc) then return nil end
-  local sec, nsec = clock.parse(time)
+  if not time or extra or not parse_location(loc) then return nil end
+  local sec, nsec = parse_time(time)
   if not sec then return nil end
-  local at = "AT " .. core.name .. " " .. clock.diff(now(), sec, nsec) .. " "
+  local at = "AT " .. name .. " " .. diff(now(), sec, nsec) .. " "
     .. client .. " " .. loc .. " " .. time
-  if not records.repeats(client, sec, nsec, loc, time) then
-    records.accept(client, sec, nsec, at)
+  if not repeats(client, sec, nsec, loc, time) then
+    accept(client, sec, nsec, at)
   end
   return at .. "\n"
 end

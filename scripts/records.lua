@@ -8,6 +8,10 @@ local location = require "location"
 local fields = require("herdtext").fields
 
 local match = string.match
+-- Every IAMAT goes through these: keep them in locals.
+local stamp, get, put, flood = core.store.stamp, core.store.get,
+  core.store.put, core.flood
+local parse_location, parse_time = location.parse, clock.parse
 
 local M = {}
 
@@ -19,8 +23,8 @@ function M.valid(client, sec, nsec, line)
     return nil, "not an AT line"
   end
   if who ~= client then return nil, "client does not match" end
-  if not location.parse(loc) then return nil, "bad location" end
-  local s, n = clock.parse(time)
+  if not parse_location(loc) then return nil, "bad location" end
+  local s, n = parse_time(time)
   if s ~= sec or n ~= nsec then return nil, "timestamp does not match" end
   return true
 end
@@ -28,21 +32,21 @@ end
 -- True when the stored record for client is this same report: the same
 -- timestamp and the same location and time fields, byte for byte.
 function M.repeats(client, sec, nsec, loc, time)
-  local s, n = core.store.stamp(client)
+  local s, n = stamp(client)
   if s ~= sec or n ~= nsec then return false end
-  local line = core.store.get(client)
+  local line = get(client)
   return line:sub(-(#loc + #time + 2)) == " " .. loc .. " " .. time
 end
 
 -- Stores a record if it is newer and floods it to every neighbour but the
 -- one it came from. Returns true when it was new.
 function M.accept(client, sec, nsec, line, from)
-  local stored, err = core.store.put(client, sec, nsec, line)
+  local stored, err = put(client, sec, nsec, line)
   if stored == nil then
     core.warn("record for " .. client .. " refused: " .. err)
     return false
   end
-  if stored then core.flood(client, from) end
+  if stored then flood(client, from) end
   return stored
 end
 
