@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -89,11 +90,28 @@ static void put_stamp(buf_t *b) {
 
 /* Escapes bytes so that a log entry is one printable line. In JSON mode the
  * escapes are JSON's; otherwise C-like. */
+/* Nonzero when any byte of w is below 0x20, above 0x7e, a backslash, or
+ * (in JSON) a double quote: eight bytes checked at once, since nearly every
+ * byte of a log line is plain. */
+static uint64_t word_needs_escape(uint64_t w) {
+  const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+  uint64_t below = (w - ones * 0x20) & ~w;        /* byte < 0x20 (or >= 0x80) */
+  uint64_t above = (w + ones * (0x80 - 0x7f)) | w; /* byte >= 0x7f */
+  uint64_t bs = w ^ (ones * '\\');
+  uint64_t q = w ^ (ones * '"');
+  uint64_t zero = ((bs - ones) & ~bs) | (log_json ? ((q - ones) & ~q) : 0);
+  return (below | above | zero) & high;
+}
+
 static void put_escaped(buf_t *b, const char *s, size_t len) {
   static const char hex[] = "0123456789abcdef";
   size_t i = 0;
   while (i < len) {
     size_t run = i;
+    for (uint64_t w; run + 8 <= len; run += 8) {
+      memcpy(&w, s + run, 8);
+      if (word_needs_escape(w)) break;
+    }
     while (run < len && plain_byte[(unsigned char)s[run]]) run++;
     buf_append(b, s + i, run - i); /* copy printable runs whole */
     if (run == len) break;
