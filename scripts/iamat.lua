@@ -22,8 +22,12 @@ function M.command(conn, line, verb, client, loc, time, extra)
   if not sec then return nil end
   local at = "AT " .. name .. " " .. diff(now(), sec, nsec) .. " "
     .. client .. " " .. loc .. " " .. time
-  if not repeats(client, sec, nsec, loc, time) then
-    accept(client, sec, nsec, at)
+  -- A record the store cannot keep (a client id over 1024 bytes, an AT
+  -- line over 8192) is not acknowledged: "? ", not an AT line for a
+  -- location no server will know.
+  if not repeats(client, sec, nsec, loc, time) and
+      accept(client, sec, nsec, at) == nil then
+    return nil
   end
   return at .. "\n"
 end

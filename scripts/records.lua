@@ -39,12 +39,13 @@ function M.repeats(client, sec, nsec, loc, time)
 end
 
 -- Stores a record if it is newer and floods it to every neighbour but the
--- one it came from. Returns true when it was new.
+-- one it came from. Returns true when it was new, false when not newer, nil
+-- and the reason when the store refuses it (too long, empty).
 function M.accept(client, sec, nsec, line, from)
   local stored, err = put(client, sec, nsec, line)
   if stored == nil then
     core.warn("record for " .. client .. " refused: " .. err)
-    return false
+    return nil, err
   end
   if stored then flood(client, from) end
   return stored
