@@ -498,6 +498,24 @@ describe("hostile clients against a live server #chaos", function()
     assert.is_true(st.peer_frames_in > before.peer_frames_in)
   end)
 
+  it("never acknowledges an IAMAT whose record the store cannot keep", function()
+    local c = h:client("H")
+    -- A client id over the store's 1024 bytes: "? ", nothing stored.
+    local long_id = string.rep("k", 2000)
+    assert.matches("^%? IAMAT kkkk", c:request("IAMAT " .. long_id .. " +1+1 1.5"))
+    assert.is_nil(h:record("H", long_id))
+    -- An AT line over the store's 8192 bytes from an IAMAT under max_line.
+    local id = string.rep("q", 1000)
+    local loc = "+" .. string.rep("0", 7100) .. "1+1"
+    assert.matches("^%? IAMAT qqqq", c:request("IAMAT " .. id .. " " .. loc .. " 1.5"))
+    assert.is_nil(h:record("H", id))
+    -- Just under both: acknowledged and stored.
+    local ok_reply = c:request("IAMAT " .. id .. " +1+1 1.5")
+    assert.matches("^AT H ", ok_reply)
+    assert.equal(ok_reply, h:record("H", id))
+    c:close()
+  end)
+
   it("kept the well-behaved client's answers correct and memory under the bound throughout", function()
     local peak = watch:stop()
     watch = nil
