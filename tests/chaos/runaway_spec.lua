@@ -8,7 +8,7 @@ local herd = require "helpers.herd"
 local chaos = require "helpers.chaos"
 local socket = require "socket"
 
-local LIMITS = { lua_memory_mb = 64, lua_budget = 5000000 }
+local LIMITS = { lua_memory_mb = 32, lua_budget = 5000000 }
 
 describe("runaway scripts #chaos", function()
   local h, chk
@@ -35,7 +35,7 @@ describe("runaway scripts #chaos", function()
       c:close()
       rows[#rows + 1] = ("%s -> %q in %.0f ms"):format(cmd, reply, ms)
       if cmd == "HOGPCALL" then
-        assert.equal("caught 20", reply)
+        assert.equal("caught 5", reply)
       else
         assert.equal("? " .. cmd, reply)
       end

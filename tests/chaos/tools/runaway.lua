@@ -26,7 +26,7 @@ return {
       hog()
     elseif line == "HOGPCALL" then
       local caught = 0
-      for _ = 1, 20 do
+      for _ = 1, 5 do
         if not pcall(hog) then caught = caught + 1 end
       end
       collectgarbage()
