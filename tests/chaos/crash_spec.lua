@@ -141,7 +141,7 @@ describe("crash and restart under load #chaos", function()
     end
     print(string.format("\ncrash and restart: %d IAMATs written, %d acknowledged, %d servers SIGKILLed, "
       .. "%d restarted (%d kills skipped by the rules); all five identical (%d records) %.1f s after "
-      .. "the last restart; %d lost (HERD_CHAOS_SEED=%d)", written, acked, killed, restarted,
+      .. "the writers stopped and the last restart; %d lost (HERD_CHAOS_SEED=%d)", written, acked, killed, restarted,
       refused_kills, count, converge_s, lost, seed))
     for _, s in ipairs(samples) do print("  lost: " .. s) end
     assert.truthy(same, "servers disagree after the restarts")

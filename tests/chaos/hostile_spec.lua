@@ -137,7 +137,11 @@ describe("hostile clients against a live server #chaos", function()
       inputs.binary, mb(watch:max())))
   end)
 
+  local quiet -- a client that sends one line, then nothing: idle_ms closes it
+
   it("holds thousands of idle connections, refuses past the limits, closes them at the deadline", function()
+    quiet = h:client("H")
+    assert.matches("^AT H ", quiet:request("IAMAT quiet +1+1 1.5"))
     local before = h:stats("H")
     local a, b = os.tmpname(), os.tmpname()
     local t0 = socket.gettime()
@@ -256,9 +260,17 @@ describe("hostile clients against a live server #chaos", function()
     assert.truthy(loris_closed, "slowloris connections were not all closed")
     local st = h:stats("H")
     assert.truthy(h:log("H"):find("no complete line before the deadline", 1, true), "no log line for the deadline")
+    -- The quiet client from the idle case is past idle_ms by now.
+    local quiet_closed = herd.eventually(function()
+      return h:log("H"):find("connection closed: idle", 1, true)
+    end, LIMITS.idle_ms / 1000 + 3, 0.2)
+    assert.truthy(quiet_closed, "a connection idle past idle_ms was not closed")
+    assert.is_true(chaos.closed_by_peer(quiet.sock, 1))
+    quiet:close()
     inputs.slow = string.format("20 slow writers (1 byte / 50 ms, %.0f ms a line) all answered; "
-      .. "300 slowloris and 5 drip clients closed at the %d ms deadline (%d timeouts)",
-      slow_ms, LIMITS.first_line_ms, st.timeouts - before.timeouts)
+      .. "300 slowloris and 5 drip clients closed at the %d ms deadline (%d timeouts); a client quiet "
+      .. "after one line closed at idle_ms (%d ms)",
+      slow_ms, LIMITS.first_line_ms, st.timeouts - before.timeouts, LIMITS.idle_ms)
     print(string.format("\nslow: %s; peak RSS %.1f MiB", inputs.slow, mb(watch:max())))
   end)
 
