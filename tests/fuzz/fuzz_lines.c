@@ -35,13 +35,24 @@ static conn_t *live(uint64_t id) {
   return c && !c->closing ? c : NULL;
 }
 
-/* Lets the core write and the "client" read until reading resumes. */
+/* Lets the core write and the "client" read until reading resumes. A
+ * client that reads everything must not leave the connection paused with
+ * its output drained: that is a connection stuck for good (the bug fixed
+ * in 21ba032), so it aborts like a crash. */
 static void settle(uint64_t id, int fd) {
   conn_t *c;
   for (int i = 0; i < 64 && (c = live(id)) && c->paused; i++) {
     conn_flush_all();
     fz_drain(fd);
     uv_run(loop, UV_RUN_NOWAIT);
+  }
+  if ((c = live(id)) && c->paused && !c->eof &&
+      wqueue_pending(&c->wq) <= lim.out_pause / 2 &&
+      c->nslots <= PENDING_MAX / 2) {
+    fprintf(stderr, "stuck: paused with %zu bytes unsent, %u replies "
+            "waiting, %zu bytes held\n", wqueue_pending(&c->wq), c->nslots,
+            c->held.len);
+    abort();
   }
 }
 

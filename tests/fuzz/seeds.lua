@@ -29,6 +29,12 @@ write("lines", "stamps", L(63, 0x8f) ..
   "IAMAT t +1+1 999999999999999999.999999999\nIAMAT t +1+1 0.1\nIAMAT t -1-1 1000000000000000000\n" ..
   "IAMAT t +00.000-000.000 00001.5\nIAMAT t +90-180 .5\n")
 
+do -- more replies than out_pause (1024 in the target) from one read
+  local t = {}
+  for i = 1, 200 do t[i] = ("IAMAT p%d +1+1 %d.5\n"):format(i % 7, 100 + i) end
+  write("lines", "pipelined", L(63, 0x9f) .. table.concat(t) .. "WHATSAT p1 50 20\n")
+end
+
 -- Peer: byte 0 bit 0 = authenticated, bits 1-7 = read size.
 local function frame(t, payload) return string.pack(">I4BB", #payload + 2, 1, t) .. payload end
 local function record(client, sec, nsec, line)
