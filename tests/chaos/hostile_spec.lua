@@ -52,7 +52,7 @@ describe("hostile clients against a live server #chaos", function()
     }, { only = { "H" }, env = { HERD_PLACES_PROVIDER = "local" } })
     pid = h:pid("H")
     watch = chaos.rss_watch(pid)
-    chk = chaos.checker({ port = PORT, name = "H" })
+    chk = chaos.checker({ port = PORT, name = "H", seconds = 180 })
     assert.truthy(herd.eventually(function() return (chk:peek().ok or 0) > 20 end, 5),
       "the checker got no answers")
   end)

@@ -15,7 +15,7 @@ describe("runaway scripts #chaos", function()
   lazy_setup(function()
     h = herd.start({ servers = { S = { port = 27020, peer_port = 28020 } }, links = {},
       limits = LIMITS }, { scripts = { chaos.ROOT .. "/tests/chaos/tools/runaway.lua" } })
-    chk = chaos.checker({ port = 27020, name = "S" })
+    chk = chaos.checker({ port = 27020, name = "S", seconds = 120 })
   end)
   lazy_teardown(function()
     if chk and chk.pid then chaos.stop_pid(chk.pid) end
