@@ -31,7 +31,7 @@ write("lines", "stamps", L(63, 0x8f) ..
 
 do -- more replies than out_pause (1024 in the target) from one read
   local t = {}
-  for i = 1, 200 do t[i] = ("IAMAT p%d +1+1 %d.5\n"):format(i % 7, 100 + i) end
+  for i = 1, 40 do t[i] = ("IAMAT p%d +1+1 %d.5\n"):format(i % 7, 100 + i) end
   write("lines", "pipelined", L(63, 0x9f) .. table.concat(t) .. "WHATSAT p1 50 20\n")
 end
 
