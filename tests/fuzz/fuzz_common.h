@@ -73,6 +73,10 @@ static void fz_start(const char *limits) {
   if (places_open(access(data, R_OK) == 0 ? data : NULL, err, sizeof err) < 0)
     fprintf(stderr, "fuzz set-up: no local places data (%s); WHATSAT "
                     "answers errors\n", err);
+  /* Everything is read or open: leave nothing behind in /tmp. */
+  unlink(path);
+  unlink(logpath);
+  rmdir(dir);
 }
 
 /* The store is kept between inputs (later inputs meet earlier records),
