@@ -181,6 +181,7 @@ fail:
   lua_core_cancel_timers(L, 0);
   http_cancel_state(L);
   script_close(L);
+  config_free(cfg);
   return NULL;
 }
 
