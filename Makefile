@@ -30,7 +30,7 @@ SRC := $(wildcard core/*.c)
 OBJ := $(SRC:core/%.c=$(OUT)/obj/%.o)
 BIN := $(OUT)/herd
 
-.PHONY: all deps run test test-chaos bench clean install help places-data format
+.PHONY: all deps run test test-chaos bench fuzz clean install help places-data format
 
 all: $(BIN) $(OUT)/herdtext.so
 
@@ -57,6 +57,7 @@ help:
 	@echo "make test       run every test suite (SANITIZE=1: under ASan/UBSan)"
 	@echo "make test-chaos hostile-input, crash and partition tests"
 	@echo "make bench      benchmark herd against its baselines"
+	@echo "make fuzz       build the libFuzzer targets, fuzz each for FUZZ_SECONDS (60)"
 	@echo "make install    install into \$$DESTDIR\$$PREFIX"
 
 # deps.sh exits at once when everything is present.
@@ -83,6 +84,12 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory -C tests/bench
 	@tests/bench/run.sh
+
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@$(MAKE) --no-print-directory -C tests/fuzz
+	@for t in lines peer; do d=$$(mktemp -d); cp tests/fuzz/corpus/$$t/* $$d/; \
+	  build/fuzz/fuzz_$$t -close_fd_mask=2 -max_total_time=$(FUZZ_SECONDS) $$d || exit 1; rm -rf $$d; done
 
 format:
 	clang-format -i core/*.c core/*.h
