@@ -20,7 +20,7 @@ static const char *limit_keys[] = {
     "max_line",      "out_pause",    "max_connections",
     "max_connections_per_address", "first_line_ms", "idle_ms",
     "stall_ms",      "lua_memory_mb", "lua_budget", "peer_max_frame",
-    "peer_timeout_ms", "http_max_body", NULL};
+    "peer_timeout_ms", NULL};
 
 static int in_list(const char *key, const char **list) {
   for (int i = 0; list[i]; i++)
