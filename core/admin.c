@@ -204,7 +204,21 @@ int admin_start(uv_loop_t *l, const char *path, admin_reload_fn reload,
     snprintf(err, errlen, "admin socket path too long: %s", path);
     return -1;
   }
-  unlink(path); /* a stale socket from a killed server */
+  /* A socket that answers belongs to a live server: never take it over. A
+   * stale one from a killed server is removed. */
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  strcpy(sa.sun_path, path);
+  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0) {
+    close(probe);
+    snprintf(err, errlen, "admin socket %s is in use: is this server "
+             "already running?", path);
+    return -1;
+  }
+  if (probe >= 0) close(probe);
+  unlink(path);
   uv_pipe_init(loop, &server, 0);
   int rc = uv_pipe_bind(&server, path);
   if (rc == 0) rc = uv_listen((uv_stream_t *)&server, 16, on_connection);

@@ -501,11 +501,13 @@ int main(int argc, char **argv) {
   char admin_sock[4096];
   admin_path(&server_cfg, opts.name, admin_sock, sizeof admin_sock);
   const config_server_t *me = &server_cfg.servers[self_idx];
-  if (conn_listen(loop, me->host, me->port, &server_cfg.limits, err, sizeof err) <
-          0 ||
-      peer_start(loop, &server_cfg, self_idx, nb, nnb, err, sizeof err) < 0 ||
+  /* The client port opens last: whoever sees it accept can use the admin
+   * socket and find the HTTP engine ready. */
+  if (admin_start(loop, admin_sock, reload, err, sizeof err) < 0 ||
       http_init(loop, err, sizeof err) < 0 ||
-      admin_start(loop, admin_sock, reload, err, sizeof err) < 0) {
+      peer_start(loop, &server_cfg, self_idx, nb, nnb, err, sizeof err) < 0 ||
+      conn_listen(loop, me->host, me->port, &server_cfg.limits, err,
+                  sizeof err) < 0) {
     log_error("%s", err);
     log_close();
     return 1;
