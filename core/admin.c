@@ -99,11 +99,10 @@ static void cmd_links(buf_t *b) {
     lua_getfield(L, -2, "up_ms");
     lua_getfield(L, -3, "frames_in");
     lua_getfield(L, -4, "frames_out");
-    int n = snprintf(line, sizeof line, "%s %s %lld %lld %lld\n",
-                     lua_tostring(L, -6), lua_tostring(L, -4),
-                     (long long)lua_tointeger(L, -3),
-                     (long long)lua_tointeger(L, -2),
-                     (long long)lua_tointeger(L, -1));
+    int n = snprintf(
+        line, sizeof line, "%s %s %lld %lld %lld\n", lua_tostring(L, -6),
+        lua_tostring(L, -4), (long long)lua_tointeger(L, -3),
+        (long long)lua_tointeger(L, -2), (long long)lua_tointeger(L, -1));
     buf_append(b, line, (size_t)n);
     lua_pop(L, 5);
   }
@@ -147,8 +146,9 @@ static void run_command(aconn_t *a, char *line) {
     buf_append_str(b, msg);
     buf_append_str(b, "\n");
   } else {
-    buf_append_str(b, "error: commands are stats, links, records, record "
-                      "CLIENT, cut NAME MS, reload\n");
+    buf_append_str(b,
+                   "error: commands are stats, links, records, record "
+                   "CLIENT, cut NAME MS, reload\n");
   }
   buf_append(b, "\n", 1);
 }
@@ -213,8 +213,10 @@ int admin_start(uv_loop_t *l, const char *path, admin_reload_fn reload,
   int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0) {
     close(probe);
-    snprintf(err, errlen, "admin socket %s is in use: is this server "
-             "already running?", path);
+    snprintf(err, errlen,
+             "admin socket %s is in use: is this server "
+             "already running?",
+             path);
     return -1;
   }
   if (probe >= 0) close(probe);

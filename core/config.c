@@ -12,14 +12,17 @@
 #include "script.h"
 
 static const char *known_keys[] = {
-    "servers", "links",  "scripts", "places",   "log_dir",      "log_format",
-    "secret",  "secret_is_development", "insecure", "limits", "links_redial",
-    "admin_socket", NULL};
+    "servers",  "links",      "scripts",      "places",
+    "log_dir",  "log_format", "secret",       "secret_is_development",
+    "insecure", "limits",     "links_redial", "admin_socket",
+    NULL};
 
 static const char *limit_keys[] = {
-    "max_line",      "out_pause",    "max_connections",
-    "max_connections_per_address", "first_line_ms", "idle_ms",
-    "stall_ms",      "lua_memory_mb", "lua_budget", "peer_max_frame",
+    "max_line",        "out_pause",
+    "max_connections", "max_connections_per_address",
+    "first_line_ms",   "idle_ms",
+    "stall_ms",        "lua_memory_mb",
+    "lua_budget",      "peer_max_frame",
     "peer_timeout_ms", NULL};
 
 static int in_list(const char *key, const char **list) {
@@ -43,8 +46,8 @@ static int get_int(lua_State *L, const char *file, const char *where,
     int ok;
     lua_Integer v = lua_tointegerx(L, -1, &ok);
     if (!ok || v < lo || v > hi) {
-      snprintf(err, errlen, "%s: %s%s must be an integer from %ld to %ld",
-               file, where, key, lo, hi);
+      snprintf(err, errlen, "%s: %s%s must be an integer from %ld to %ld", file,
+               where, key, lo, hi);
       rc = -1;
     } else {
       *out = (long)v;
@@ -54,8 +57,8 @@ static int get_int(lua_State *L, const char *file, const char *where,
   return rc;
 }
 
-static int get_str(lua_State *L, const char *file, const char *key,
-                   char **out, char *err, size_t errlen) {
+static int get_str(lua_State *L, const char *file, const char *key, char **out,
+                   char *err, size_t errlen) {
   lua_getfield(L, -1, key);
   int rc = 0;
   if (lua_type(L, -1) == LUA_TSTRING) {
@@ -69,8 +72,8 @@ static int get_str(lua_State *L, const char *file, const char *key,
   return rc;
 }
 
-static int get_bool(lua_State *L, const char *file, const char *key,
-                    int *out, char *err, size_t errlen) {
+static int get_bool(lua_State *L, const char *file, const char *key, int *out,
+                    char *err, size_t errlen) {
   lua_getfield(L, -1, key);
   int rc = 0;
   if (lua_isboolean(L, -1))
@@ -121,8 +124,10 @@ static int parse_servers(lua_State *L, config_t *cfg, char *err,
   const char *file = cfg->path;
   lua_getfield(L, -1, "servers");
   if (!lua_istable(L, -1)) {
-    snprintf(err, errlen, "%s: 'servers' must be a table of name = { port = "
-             "... }", file);
+    snprintf(err, errlen,
+             "%s: 'servers' must be a table of name = { port = "
+             "... }",
+             file);
     lua_pop(L, 1);
     return -1;
   }
@@ -141,8 +146,10 @@ static int parse_servers(lua_State *L, config_t *cfg, char *err,
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     if (lua_type(L, -2) != LUA_TSTRING || !lua_istable(L, -1)) {
-      snprintf(err, errlen, "%s: servers must map names to tables, as "
-               "Riley = { port = 12001 }", file);
+      snprintf(err, errlen,
+               "%s: servers must map names to tables, as "
+               "Riley = { port = 12001 }",
+               file);
       lua_pop(L, 3);
       return -1;
     }
@@ -164,8 +171,10 @@ static int parse_servers(lua_State *L, config_t *cfg, char *err,
       return -1;
     }
     if (peer == 0 && port + 1000 > 65535) {
-      snprintf(err, errlen, "%s: servers.%s: port + 1000 is not a valid "
-               "peer port; set peer_port", file, s->name);
+      snprintf(err, errlen,
+               "%s: servers.%s: port + 1000 is not a valid "
+               "peer port; set peer_port",
+               file, s->name);
       lua_pop(L, 3);
       return -1;
     }
@@ -175,8 +184,10 @@ static int parse_servers(lua_State *L, config_t *cfg, char *err,
     struct sockaddr_in6 probe;
     if (uv_ip4_addr(s->host, 1, (struct sockaddr_in *)&probe) != 0 &&
         uv_ip6_addr(s->host, 1, &probe) != 0) {
-      snprintf(err, errlen, "%s: servers.%s.host must be an IPv4 or IPv6 "
-               "address, got '%s'", file, s->name, s->host);
+      snprintf(err, errlen,
+               "%s: servers.%s.host must be an IPv4 or IPv6 "
+               "address, got '%s'",
+               file, s->name, s->host);
       lua_pop(L, 3);
       return -1;
     }
@@ -186,8 +197,7 @@ static int parse_servers(lua_State *L, config_t *cfg, char *err,
   return 0;
 }
 
-static int parse_limits(lua_State *L, config_t *cfg, char *err,
-                        size_t errlen) {
+static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
   conn_limits_t *l = &cfg->limits;
   l->max_line = 8192;
   l->out_pause = 256 * 1024;
@@ -213,38 +223,40 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err,
     lua_pushnil(L);
     while (lua_next(L, -2)) {
       lua_pop(L, 1);
-      const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                                     : "?";
+      const char *k =
+          lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
       if (!in_list(k, limit_keys)) {
         snprintf(err, errlen, "%s: unknown limit '%s'", file, k);
         lua_pop(L, 2);
         return -1;
       }
     }
-    long v[11] = {(long)l->max_line, (long)l->out_pause, l->max_conns,
-                  l->max_per_addr, l->first_line_ms, l->idle_ms, l->stall_ms,
-                  (long)(cfg->lua_memory >> 20), cfg->lua_budget,
-                  (long)cfg->peer_max_frame, cfg->peer_timeout_ms};
+    long v[11] = {(long)l->max_line,   (long)l->out_pause,
+                  l->max_conns,        l->max_per_addr,
+                  l->first_line_ms,    l->idle_ms,
+                  l->stall_ms,         (long)(cfg->lua_memory >> 20),
+                  cfg->lua_budget,     (long)cfg->peer_max_frame,
+                  cfg->peer_timeout_ms};
     if (get_int(L, file, "limits.", "max_line", 16, 1 << 24, &v[0], err,
                 errlen) < 0 ||
         get_int(L, file, "limits.", "out_pause", 1024, 1 << 30, &v[1], err,
                 errlen) < 0 ||
-        get_int(L, file, "limits.", "max_connections", 0, 1 << 24, &v[2],
-                err, errlen) < 0 ||
-        get_int(L, file, "limits.", "max_connections_per_address", 0,
-                1 << 24, &v[3], err, errlen) < 0 ||
+        get_int(L, file, "limits.", "max_connections", 0, 1 << 24, &v[2], err,
+                errlen) < 0 ||
+        get_int(L, file, "limits.", "max_connections_per_address", 0, 1 << 24,
+                &v[3], err, errlen) < 0 ||
         get_int(L, file, "limits.", "first_line_ms", 0, 1 << 30, &v[4], err,
                 errlen) < 0 ||
-        get_int(L, file, "limits.", "idle_ms", 0, 1 << 30, &v[5], err,
-                errlen) < 0 ||
+        get_int(L, file, "limits.", "idle_ms", 0, 1 << 30, &v[5], err, errlen) <
+            0 ||
         get_int(L, file, "limits.", "stall_ms", 0, 1 << 30, &v[6], err,
                 errlen) < 0 ||
         get_int(L, file, "limits.", "lua_memory_mb", 0, 1 << 20, &v[7], err,
                 errlen) < 0 ||
         get_int(L, file, "limits.", "lua_budget", 0, 1L << 40, &v[8], err,
                 errlen) < 0 ||
-        get_int(L, file, "limits.", "peer_max_frame", 1024, 1 << 28, &v[9],
-                err, errlen) < 0 ||
+        get_int(L, file, "limits.", "peer_max_frame", 1024, 1 << 28, &v[9], err,
+                errlen) < 0 ||
         get_int(L, file, "limits.", "peer_timeout_ms", 100, 1 << 30, &v[10],
                 err, errlen) < 0) {
       lua_pop(L, 1);
@@ -291,8 +303,7 @@ static char *resolve(const config_t *cfg, const char *entry) {
   /* A bare name ("protocol") is a built-in script; anything else is a path
    * relative to the config file. */
   if (!strchr(entry, '/') && (n < 4 || strcmp(entry + n - 4, ".lua") != 0))
-    snprintf(path, sizeof path, "%s/%s.lua", script_dir(),
-             entry);
+    snprintf(path, sizeof path, "%s/%s.lua", script_dir(), entry);
   else if (entry[0] == '/')
     snprintf(path, sizeof path, "%s", entry);
   else
@@ -301,7 +312,8 @@ static char *resolve(const config_t *cfg, const char *entry) {
 }
 
 void config_add_script(config_t *cfg, const char *path) {
-  cfg->scripts = xrealloc(cfg->scripts, sizeof(char *) * (size_t)(cfg->nscripts + 1));
+  cfg->scripts =
+      xrealloc(cfg->scripts, sizeof(char *) * (size_t)(cfg->nscripts + 1));
   cfg->scripts[cfg->nscripts++] = xstrdup(path);
 }
 
@@ -318,8 +330,10 @@ static int parse_scripts(lua_State *L, config_t *cfg, char *err,
     return 0;
   }
   if (!lua_istable(L, -1)) {
-    snprintf(err, errlen, "%s: scripts must be a list of script names or "
-             "paths", cfg->path);
+    snprintf(err, errlen,
+             "%s: scripts must be a list of script names or "
+             "paths",
+             cfg->path);
     lua_pop(L, 1);
     return -1;
   }
@@ -373,8 +387,7 @@ int config_load(lua_State *L, const char *path, config_t *cfg, char *err,
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     lua_pop(L, 1);
-    const char *k =
-        lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+    const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
     if (!in_list(k, known_keys)) {
       snprintf(err, errlen,
                "%s: unknown key '%s' (known: servers, links, scripts, places, "
@@ -401,8 +414,7 @@ int config_load(lua_State *L, const char *path, config_t *cfg, char *err,
     rc = -1;
   if (rc == 0 && log_format && strcmp(log_format, "plain") != 0 &&
       strcmp(log_format, "json") != 0) {
-    snprintf(err, errlen, "%s: log_format must be \"plain\" or \"json\"",
-             path);
+    snprintf(err, errlen, "%s: log_format must be \"plain\" or \"json\"", path);
     rc = -1;
   }
   cfg->log_json = log_format && strcmp(log_format, "json") == 0;
@@ -436,7 +448,8 @@ void config_free(config_t *cfg) {
     free(cfg->servers[i].host);
   }
   free(cfg->servers);
-  for (int i = 0; i < cfg->nscripts; i++) free(cfg->scripts[i]);
+  for (int i = 0; i < cfg->nscripts; i++)
+    free(cfg->scripts[i]);
   free(cfg->scripts);
   free(cfg->path);
   free(cfg->dir);
@@ -459,7 +472,8 @@ static int cmp_str(const void *a, const void *b) {
 
 void config_names(const config_t *cfg, char *out, size_t n) {
   const char **names = xcalloc((size_t)cfg->nservers, sizeof *names);
-  for (int i = 0; i < cfg->nservers; i++) names[i] = cfg->servers[i].name;
+  for (int i = 0; i < cfg->nservers; i++)
+    names[i] = cfg->servers[i].name;
   qsort(names, (size_t)cfg->nservers, sizeof *names, cmp_str);
   out[0] = '\0';
   for (int i = 0; i < cfg->nservers; i++) {

@@ -20,22 +20,22 @@ typedef struct config_server {
 } config_server_t;
 
 typedef struct config {
-  char *path;   /* the config file */
-  char *dir;    /* its directory, for relative paths */
+  char *path; /* the config file */
+  char *dir;  /* its directory, for relative paths */
   config_server_t *servers;
   int nservers;
   char **scripts; /* resolved paths, in load order */
   int nscripts;
   char *log_dir;
   int log_json;
-  char *secret;        /* NULL when none */
-  int dev_secret;      /* the config marks its secret as for development */
-  int insecure;        /* peers without authentication allowed */
-  char *admin_socket;  /* NULL: <log_dir>/<NAME>.sock; {name} = NAME */
+  char *secret;       /* NULL when none */
+  int dev_secret;     /* the config marks its secret as for development */
+  int insecure;       /* peers without authentication allowed */
+  char *admin_socket; /* NULL: <log_dir>/<NAME>.sock; {name} = NAME */
   char *places_provider;
   conn_limits_t limits;
-  size_t lua_memory;    /* bytes */
-  long lua_budget;      /* instructions per hook call */
+  size_t lua_memory; /* bytes */
+  long lua_budget;   /* instructions per hook call */
   size_t peer_max_frame;
   unsigned redial_min_ms, redial_max_ms;
   unsigned peer_timeout_ms; /* a link silent this long is dropped */

@@ -24,27 +24,27 @@
 typedef struct slot {
   struct slot *next;
   struct conn *conn;
-  uint64_t token;  /* nonzero while registered for conn_answer */
+  uint64_t token; /* nonzero while registered for conn_answer */
   int ready;
   buf_t text;
 } slot_t;
 
 typedef struct conn {
-  uv_tcp_t tcp;  /* first: the handle pointer is the conn pointer */
+  uv_tcp_t tcp; /* first: the handle pointer is the conn pointer */
   uint64_t id;
-  struct conn *prev, *next;   /* every open connection */
-  struct conn *dirty_next;    /* connections with output to write */
-  slot_t *head, *tail;        /* replies waiting for an earlier one */
-  buf_t in;                   /* the unfinished line */
-  buf_t held;                 /* read but not handled: reading is paused */
-  unsigned nslots;            /* replies waiting in head..tail */
-  wqueue_t wq;                /* output */
-  uint64_t last_active;       /* uv_now of the last input or output */
+  struct conn *prev, *next; /* every open connection */
+  struct conn *dirty_next;  /* connections with output to write */
+  slot_t *head, *tail;      /* replies waiting for an earlier one */
+  buf_t in;                 /* the unfinished line */
+  buf_t held;               /* read but not handled: reading is paused */
+  unsigned nslots;          /* replies waiting in head..tail */
+  wqueue_t wq;              /* output */
+  uint64_t last_active;     /* uv_now of the last input or output */
   uint64_t accepted_at;
   uint64_t write_started;
   uint32_t addr_hash;
-  unsigned eof : 1, closing : 1, paused : 1, skipping : 1,
-      dirty : 1, got_line : 1;
+  unsigned eof : 1, closing : 1, paused : 1, skipping : 1, dirty : 1,
+      got_line : 1;
   char addr[64];
 } conn_t;
 
@@ -186,16 +186,16 @@ static void handle_line(conn_t *c, const char *line, size_t len) {
     return;
   }
   size_t n;
-  const char *text = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n)
-                                                    : NULL;
+  const char *text =
+      lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
   if (text && !deferred && !c->closing) reply(c, text, n);
   lua_pop(L, 1);
 }
 
 static void too_long(conn_t *c, const char *start, size_t len) {
   stats.too_long++;
-  log_warn("%s: line longer than %zu bytes, answered and discarded",
-           c->addr, lim.max_line);
+  log_warn("%s: line longer than %zu bytes, answered and discarded", c->addr,
+           lim.max_line);
   log_data("IN", c->addr, start, len < ECHO_MAX ? len : ECHO_MAX);
   reply_invalid(c, start, len < ECHO_MAX ? len : ECHO_MAX);
   c->skipping = 1;
@@ -283,8 +283,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
  * inside a script call. */
 static void maybe_resume(conn_t *c) {
   if (!c->paused || c->eof || c->closing ||
-      wqueue_pending(&c->wq) > lim.out_pause / 2 ||
-      c->nslots > PENDING_MAX / 2)
+      wqueue_pending(&c->wq) > lim.out_pause / 2 || c->nslots > PENDING_MAX / 2)
     return;
   c->paused = 0;
   if (c->held.len) {
@@ -357,7 +356,8 @@ static uint32_t hash_addr(const struct sockaddr_storage *ss) {
     n = 16;
   }
   uint32_t h = 2166136261u;
-  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ p[i]) * 16777619u;
   return h | 1; /* never 0: 0 is idmap's empty key */
 }
 
@@ -403,8 +403,7 @@ static void conn_close(conn_t *c) {
   uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
-void conn_format_addr(const struct sockaddr_storage *ss, char *out,
-                      size_t n) {
+void conn_format_addr(const struct sockaddr_storage *ss, char *out, size_t n) {
   char ip[INET6_ADDRSTRLEN] = "?";
   if (ss->ss_family == AF_INET) {
     const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
@@ -447,10 +446,11 @@ static void on_connection(uv_stream_t *server, int status) {
       quiet++;
     } else {
       int total = lim.max_conns && stats.open >= lim.max_conns;
-      log_warn("%s: connection refused: limit of %u connections%s reached"
-               " (%u more refused since the last such line)",
-               c->addr, total ? lim.max_conns : lim.max_per_addr,
-               total ? "" : " per address", quiet);
+      log_warn(
+          "%s: connection refused: limit of %u connections%s reached"
+          " (%u more refused since the last such line)",
+          c->addr, total ? lim.max_conns : lim.max_per_addr,
+          total ? "" : " per address", quiet);
       last_log = now;
       quiet = 0;
     }
@@ -532,7 +532,8 @@ void conn_shutdown(void) {
     uv_close((uv_handle_t *)&again, NULL);
     listening = 0;
   }
-  while (all) conn_close(all);
+  while (all)
+    conn_close(all);
   idmap_free(&by_id);
   idmap_free(&by_token);
   idmap_free(&per_addr);

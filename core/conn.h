@@ -13,18 +13,18 @@
 #include <uv.h>
 
 typedef struct conn_limits {
-  size_t max_line;          /* bytes in one line, without its newline     */
-  size_t out_pause;         /* unsent bytes at which reading pauses       */
-  unsigned max_conns;       /* client connections in total               */
-  unsigned max_per_addr;    /* client connections from one address       */
-  unsigned first_line_ms;   /* deadline for the first complete line      */
-  unsigned idle_ms;         /* no input and no output for this long      */
-  unsigned stall_ms;        /* a write that makes no progress this long  */
+  size_t max_line;        /* bytes in one line, without its newline     */
+  size_t out_pause;       /* unsent bytes at which reading pauses       */
+  unsigned max_conns;     /* client connections in total               */
+  unsigned max_per_addr;  /* client connections from one address       */
+  unsigned first_line_ms; /* deadline for the first complete line      */
+  unsigned idle_ms;       /* no input and no output for this long      */
+  unsigned stall_ms;      /* a write that makes no progress this long  */
 } conn_limits_t;
 
 typedef struct conn_stats {
-  uint64_t accepted, refused, open, lines_in, replies_out, bytes_in,
-      bytes_out, script_errors, too_long, timeouts;
+  uint64_t accepted, refused, open, lines_in, replies_out, bytes_in, bytes_out,
+      script_errors, too_long, timeouts;
 } conn_stats_t;
 
 int conn_listen(uv_loop_t *loop, const char *host, int port,
@@ -45,7 +45,6 @@ uint64_t conn_defer(void);
 int conn_answer(uint64_t token, const char *data, size_t len);
 const char *conn_addr(uint64_t id);
 /* "1.2.3.4:5" or "[::1]:5" into out (at least 64 bytes). */
-void conn_format_addr(const struct sockaddr_storage *ss, char *out,
-                      size_t n);
+void conn_format_addr(const struct sockaddr_storage *ss, char *out, size_t n);
 
 #endif

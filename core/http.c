@@ -651,7 +651,8 @@ void http_shutdown(void) {
   }
   if (H.multi) curl_multi_cleanup(H.multi);
   H.multi = NULL;
-  while (H.nspare) curl_easy_cleanup(H.spare[--H.nspare]);
+  while (H.nspare)
+    curl_easy_cleanup(H.spare[--H.nspare]);
   while (H.socks)
     sock_close(H.socks);
   uv_timer_stop(&H.timer);
@@ -682,7 +683,8 @@ long http_in_flight_for(lua_State *L) {
   lua_State *main = lua_tothread(L, -1);
   lua_pop(L, 1);
   long n = 0;
-  for (http_req_t *r = H.active; r; r = r->next) n += r->L == main;
+  for (http_req_t *r = H.active; r; r = r->next)
+    n += r->L == main;
   return n;
 }
 

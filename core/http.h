@@ -20,8 +20,10 @@
 #define HTTP_MAX_BYTES (4 << 20)        /* default cap on headers + body  */
 #define HTTP_MAX_BYTES_LIMIT (64 << 20) /* largest max_bytes accepted     */
 #define HTTP_MAX_IN_FLIGHT 10000        /* requests at once, then refused */
-#define HTTP_SPARE_EASY 256             /* finished easy handles kept to reuse */
-#define HTTP_MAX_IDLE_CONNS 1024        /* idle connections kept for reuse: a burst of this many queries finds them open */
+#define HTTP_SPARE_EASY 256 /* finished easy handles kept to reuse */
+#define HTTP_MAX_IDLE_CONNS                                                   \
+  1024 /* idle connections kept for reuse: a burst of this many queries finds \
+          them open */
 
 typedef struct http_stats {
   uint64_t started, completed, failed; /* failed: an error or a too-big body */

@@ -49,7 +49,8 @@ static void grow(idmap_t *m) {
 void idmap_put(idmap_t *m, uint64_t key, void *val) {
   if ((m->len + 1) * 4 > m->cap * 3) grow(m);
   size_t i = slot_of(key, m->cap);
-  while (m->keys[i] && m->keys[i] != key) i = (i + 1) & (m->cap - 1);
+  while (m->keys[i] && m->keys[i] != key)
+    i = (i + 1) & (m->cap - 1);
   if (!m->keys[i]) m->len++;
   m->keys[i] = key;
   m->vals[i] = val;

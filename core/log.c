@@ -81,7 +81,8 @@ static void put_stamp(buf_t *b) {
     }
     memcpy(stamp_tail, ".000000Z", 9);
     long us = ts.tv_nsec / 1000;
-    for (int i = 6; i >= 1; i--, us /= 10) stamp_tail[i] = (char)('0' + us % 10);
+    for (int i = 6; i >= 1; i--, us /= 10)
+      stamp_tail[i] = (char)('0' + us % 10);
     stamp_fresh = 1;
   }
   buf_append_str(b, stamp_prefix);
@@ -95,7 +96,7 @@ static void put_stamp(buf_t *b) {
  * byte of a log line is plain. */
 static uint64_t word_needs_escape(uint64_t w) {
   const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
-  uint64_t below = (w - ones * 0x20) & ~w;        /* byte < 0x20 (or >= 0x80) */
+  uint64_t below = (w - ones * 0x20) & ~w; /* byte < 0x20 (or >= 0x80) */
   uint64_t above = (w + ones * (0x80 - 0x7f)) | w; /* byte >= 0x7f */
   uint64_t bs = w ^ (ones * '\\');
   uint64_t q = w ^ (ones * '"');
@@ -112,7 +113,8 @@ static void put_escaped(buf_t *b, const char *s, size_t len) {
       memcpy(&w, s + run, 8);
       if (word_needs_escape(w)) break;
     }
-    while (run < len && plain_byte[(unsigned char)s[run]]) run++;
+    while (run < len && plain_byte[(unsigned char)s[run]])
+      run++;
     buf_append(b, s + i, run - i); /* copy printable runs whole */
     if (run == len) break;
     unsigned char c = (unsigned char)s[run];
@@ -121,11 +123,21 @@ static void put_escaped(buf_t *b, const char *s, size_t len) {
     size_t n = 2;
     e[0] = '\\';
     switch (c) {
-      case '\n': e[1] = 'n'; break;
-      case '\r': e[1] = 'r'; break;
-      case '\t': e[1] = 't'; break;
-      case '\\': e[1] = '\\'; break;
-      case '"': e[1] = '"'; break;
+      case '\n':
+        e[1] = 'n';
+        break;
+      case '\r':
+        e[1] = 'r';
+        break;
+      case '\t':
+        e[1] = 't';
+        break;
+      case '\\':
+        e[1] = '\\';
+        break;
+      case '"':
+        e[1] = '"';
+        break;
       default:
         if (log_json) {
           memcpy(e, "\\u00", 4);
@@ -187,15 +199,15 @@ void log_msg(log_level_t level, const char *fmt, ...) {
   if (log_fd >= 0) put_entry(names[level], NULL, msg, len);
 }
 
-void log_data(const char *tag, const char *who, const char *data,
-              size_t len) {
+void log_data(const char *tag, const char *who, const char *data, size_t len) {
   if (log_fd < 0) return;
   put_entry(tag, who, data, len);
 }
 
 void log_flush(void) {
   size_t off = 0;
-  stamp_fresh = 0; /* called at every loop phase: the next line reads the clock */
+  stamp_fresh =
+      0; /* called at every loop phase: the next line reads the clock */
   if (log_fd < 0) {
     log_buf.len = 0;
     return;

@@ -168,7 +168,8 @@ void lua_core_cancel_timers(lua_State *L, int repeating_only) {
     if (t && (!L || t->L == L) && (!repeating_only || t->repeat))
       victims[n++] = t;
   }
-  for (size_t i = 0; i < n; i++) timer_stop(victims[i]);
+  for (size_t i = 0; i < n; i++)
+    timer_stop(victims[i]);
   free(victims);
 }
 
@@ -300,17 +301,15 @@ static int l_stats(lua_State *L) {
 
 int luaopen_core(lua_State *L) {
   static const luaL_Reg fns[] = {
-      {"send", l_send},   {"close", l_close},   {"defer", l_defer},
-      {"answer", l_answer}, {"addr", l_addr},   {"now", l_now},
-      {"log", l_log},     {"warn", l_warn},     {"after", l_after},
-      {"every", l_every}, {"cancel", l_cancel}, {"flood", l_flood},
-      {"links", l_links}, {"stats", l_stats},   {NULL, NULL}};
-  static const luaL_Reg store_fns[] = {{"put", l_store_put},
-                                       {"get", l_store_get},
-                                       {"stamp", l_store_stamp},
-                                       {"count", l_store_count},
-                                       {"lines", l_store_lines},
-                                       {NULL, NULL}};
+      {"send", l_send},     {"close", l_close},   {"defer", l_defer},
+      {"answer", l_answer}, {"addr", l_addr},     {"now", l_now},
+      {"log", l_log},       {"warn", l_warn},     {"after", l_after},
+      {"every", l_every},   {"cancel", l_cancel}, {"flood", l_flood},
+      {"links", l_links},   {"stats", l_stats},   {NULL, NULL}};
+  static const luaL_Reg store_fns[] = {
+      {"put", l_store_put},     {"get", l_store_get},
+      {"stamp", l_store_stamp}, {"count", l_store_count},
+      {"lines", l_store_lines}, {NULL, NULL}};
   luaL_newlib(L, fns);
   luaL_newlib(L, store_fns);
   lua_setfield(L, -2, "store");

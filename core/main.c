@@ -154,7 +154,8 @@ static int neighbours(lua_State *L, const config_t *cfg, int self, int *out,
       return -1;
     }
     int dup = 0;
-    for (int j = 0; j < n; j++) dup |= out[j] == idx;
+    for (int j = 0; j < n; j++)
+      dup |= out[j] == idx;
     if (!dup) out[n++] = idx;
     lua_pop(L, 1);
   }
@@ -169,7 +170,8 @@ static lua_State *load_all(const options_t *o, config_t *cfg, char *err,
   lua_State *L = script_open(&lim, script_dir(), NULL, err, errlen);
   if (!L) return NULL;
   if (config_load(L, o->config, cfg, err, errlen) < 0) goto fail;
-  for (int i = 0; i < o->nscripts; i++) config_add_script(cfg, o->scripts[i]);
+  for (int i = 0; i < o->nscripts; i++)
+    config_add_script(cfg, o->scripts[i]);
   script_set_limits(L, cfg->lua_memory, cfg->lua_budget);
   script_set_path(L, cfg->dir);
   for (int i = 0; i < cfg->nscripts; i++)
@@ -210,8 +212,8 @@ static int open_places(lua_State *L, const config_t *cfg, char *err,
   return 0;
 }
 
-static int check_server(lua_State *L, const config_t *cfg, int self,
-                        int *nb, int *nnb, char *err, size_t errlen) {
+static int check_server(lua_State *L, const config_t *cfg, int self, int *nb,
+                        int *nnb, char *err, size_t errlen) {
   *nnb = neighbours(L, cfg, self, nb, err, errlen);
   if (*nnb < 0) return -1;
   if (*nnb > 0 && !cfg->secret && !cfg->insecure) {
@@ -292,8 +294,7 @@ static void on_signal(uv_signal_t *h, int signum) {
 static void close_retired(int force) {
   for (int i = 0; i < nretired;) {
     lua_State *L = retired[i];
-    if (force ||
-        (http_in_flight_for(L) == 0 && lua_core_timer_count(L) == 0)) {
+    if (force || (http_in_flight_for(L) == 0 && lua_core_timer_count(L) == 0)) {
       if (force) http_cancel_state(L);
       lua_core_cancel_timers(L, 0);
       script_close(L);
@@ -330,14 +331,14 @@ static void restart_needed(lua_State *L, const config_t *c, char *out,
   if (nnb == running_nnb) {
     same_links = 1;
     for (int i = 0; i < nnb; i++)
-      same_links &= strcmp(c->servers[nb[i]].name,
-                           o->servers[running_nb[i]].name) == 0;
+      same_links &=
+          strcmp(c->servers[nb[i]].name, o->servers[running_nb[i]].name) == 0;
   }
   out[0] = '\0';
-#define CHANGED(cond, what)                                   \
-  if (cond) {                                                 \
-    if (*out) strncat(out, ", ", n - strlen(out) - 1);       \
-    strncat(out, what, n - strlen(out) - 1);                 \
+#define CHANGED(cond, what)                            \
+  if (cond) {                                          \
+    if (*out) strncat(out, ", ", n - strlen(out) - 1); \
+    strncat(out, what, n - strlen(out) - 1);           \
   }
   CHANGED(!same_servers, "servers");
   CHANGED(!same_links, "links");
@@ -373,9 +374,10 @@ static int reload(char *msg, size_t n) {
   char later[512];
   restart_needed(L, &fresh, later, sizeof later);
   if (*later)
-    log_warn("reload: the config changes %s, which take effect only on a "
-             "restart; the new scripts run with the old values",
-             later);
+    log_warn(
+        "reload: the config changes %s, which take effect only on a "
+        "restart; the new scripts run with the old values",
+        later);
   config_free(&fresh);
   log_reopen();
   lua_State *old = script_current();
@@ -385,8 +387,7 @@ static int reload(char *msg, size_t n) {
   script_set_current(L);
   lua_core_count_reload(1);
   log_info("scripts reloaded: %s", script_versions(L));
-  if (script_push_hook(L, HOOK_ON_START) == 0)
-    script_call(L, 0, 0, "on_start");
+  if (script_push_hook(L, HOOK_ON_START) == 0) script_call(L, 0, 0, "on_start");
   snprintf(msg, n, "%s", script_versions(L));
   close_retired(0);
   return 0;
@@ -528,19 +529,20 @@ int main(int argc, char **argv) {
   char names[1024] = "";
   for (int i = 0; i < nnb; i++) {
     if (i) strncat(names, ", ", sizeof names - strlen(names) - 1);
-    strncat(names, server_cfg.servers[nb[i]].name, sizeof names - strlen(names) - 1);
+    strncat(names, server_cfg.servers[nb[i]].name,
+            sizeof names - strlen(names) - 1);
   }
   log_info("%s listening on %s:%d (peers on %d, admin %s), neighbours: %s",
            me->name, me->host, me->port, me->peer_port, admin_sock,
            nnb ? names : "none");
   log_info("scripts: %s", script_versions(L));
   if (server_cfg.dev_secret)
-    log_warn("this herd runs on a development secret: set HERD_SECRET "
-             "before exposing it");
+    log_warn(
+        "this herd runs on a development secret: set HERD_SECRET "
+        "before exposing it");
   if (!server_cfg.secret && nnb)
     log_warn("insecure herd: peers are not authenticated");
-  if (script_push_hook(L, HOOK_ON_START) == 0)
-    script_call(L, 0, 0, "on_start");
+  if (script_push_hook(L, HOOK_ON_START) == 0) script_call(L, 0, 0, "on_start");
   log_flush();
 
   uv_run(loop, UV_RUN_DEFAULT);

@@ -280,8 +280,7 @@ static void link_up(pconn_t *pc) {
      * same dialler (the old one is dead but not yet noticed). */
     const char *d_old = old->outbound ? self_name : l->srv->name;
     const char *d_new = pc->outbound ? self_name : l->srv->name;
-    int keep_old = strcmp(d_old, d_new) != 0 &&
-                   strcmp(d_old, d_new) < 0;
+    int keep_old = strcmp(d_old, d_new) != 0 && strcmp(d_old, d_new) < 0;
     pconn_t *loser = keep_old ? pc : old;
     if (!keep_old) {
       old->active = 0;
@@ -334,9 +333,8 @@ static void pconn_close(pconn_t *pc, const char *why) {
 
 /* ---- frames -------------------------------------------------------------- */
 
-static void make_mac(const char *from, const char *to,
-                     const uint8_t *nonce_to, const uint8_t *nonce_from,
-                     uint8_t out[MAC_LEN]) {
+static void make_mac(const char *from, const char *to, const uint8_t *nonce_to,
+                     const uint8_t *nonce_from, uint8_t out[MAC_LEN]) {
   buf_t m;
   buf_init(&m);
   buf_append_str(&m, "herd-auth-v1");
@@ -397,9 +395,10 @@ static int on_auth(pconn_t *pc, reader_t *r) {
   make_mac(pc->link->srv->name, self_name, pc->my_nonce, pc->peer_nonce, want);
   if (CRYPTO_memcmp(mac, want, MAC_LEN) != 0) {
     stats.auth_failures++;
-    log_warn("link %s (%s): authentication failed: the peer does not hold "
-             "this herd's secret",
-             pc->link->srv->name, pc->addr);
+    log_warn(
+        "link %s (%s): authentication failed: the peer does not hold "
+        "this herd's secret",
+        pc->link->srv->name, pc->addr);
     return -1;
   }
   pc->verified = 1;
@@ -414,8 +413,7 @@ static int on_record(pconn_t *pc, reader_t *r) {
   const uint8_t *client = take(r, cn);
   uint16_t ln = take_u16(r);
   const uint8_t *line = take(r, ln);
-  if (r->bad || cn == 0 || ln == 0 || nsec < 0 || nsec > 999999999)
-    return -1;
+  if (r->bad || cn == 0 || ln == 0 || nsec < 0 || nsec > 999999999) return -1;
   stats.records_in++;
   lua_State *L = script_current();
   script_push_hook(L, HOOK_ON_RECORD);
@@ -460,7 +458,8 @@ static int on_sums(pconn_t *pc, reader_t *r) {
   uint32_t index = take_u32(r);
   const uint8_t *sums = take(r, 8 * STORE_FANOUT);
   uint32_t width = 1;
-  for (int i = 0; i < level; i++) width *= STORE_FANOUT;
+  for (int i = 0; i < level; i++)
+    width *= STORE_FANOUT;
   if (r->bad || level >= STORE_DEPTH || index >= width) return -1;
   for (uint32_t c = 0; c < STORE_FANOUT; c++) {
     uint32_t child = index * STORE_FANOUT + c;
@@ -487,8 +486,7 @@ static int on_leaf(pconn_t *pc, reader_t *r) {
   uint8_t want = take_u8(r);
   uint16_t count = take_u16(r);
   /* Every entry takes at least 22 bytes: check before allocating. */
-  if (r->bad || leaf >= STORE_LEAVES || (size_t)count * 22 > r->left)
-    return -1;
+  if (r->bad || leaf >= STORE_LEAVES || (size_t)count * 22 > r->left) return -1;
   /* Their entries, checked and kept as pointers into the frame. */
   typedef struct {
     const char *client;
@@ -553,9 +551,12 @@ static int handle_frame(pconn_t *pc, const uint8_t *p, size_t len) {
     return -1;
   }
   switch (type) {
-    case F_RECORD: return on_record(pc, &r);
-    case F_SUMS: return on_sums(pc, &r);
-    case F_LEAF: return on_leaf(pc, &r);
+    case F_RECORD:
+      return on_record(pc, &r);
+    case F_SUMS:
+      return on_sums(pc, &r);
+    case F_LEAF:
+      return on_leaf(pc, &r);
     case F_PING: {
       buf_t *b = &pc->wq.out;
       size_t at = frame_begin(b, F_PONG);
@@ -563,7 +564,8 @@ static int handle_frame(pconn_t *pc, const uint8_t *p, size_t len) {
       sent(pc, 6);
       return 0;
     }
-    case F_PONG: return 0;
+    case F_PONG:
+      return 0;
     default:
       log_warn("link %s: unknown frame type %d", pc->link->srv->name, type);
       return -1;
@@ -580,7 +582,8 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   pconn_t *pc = (pconn_t *)s;
   if (nread < 0) {
-    pconn_close(pc, nread == UV_EOF ? "closed by peer" : uv_strerror((int)nread));
+    pconn_close(pc,
+                nread == UV_EOF ? "closed by peer" : uv_strerror((int)nread));
     return;
   }
   pc->in.len += (size_t)nread;
@@ -590,8 +593,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     uint32_t len = get_u32(p);
     size_t max = pc->verified ? cfg->peer_max_frame : PREAUTH_MAX_FRAME;
     if (len < 2 || len > max) {
-      log_warn("peer %s: bad frame length %u (limit %zu)", pc->addr, len,
-               max);
+      log_warn("peer %s: bad frame length %u (limit %zu)", pc->addr, len, max);
       pconn_close(pc, "bad frame");
       return;
     }
@@ -660,12 +662,11 @@ static void dial(link_t *l) {
   pconn_t *pc = pconn_new();
   pc->link = l;
   pc->outbound = 1;
-  snprintf(pc->addr, sizeof pc->addr, "%s:%d", l->srv->host,
-           l->srv->peer_port);
+  snprintf(pc->addr, sizeof pc->addr, "%s:%d", l->srv->host, l->srv->peer_port);
   l->dialing = 1;
   pc->creq.data = pc;
-  int rc = uv_tcp_connect(&pc->creq, &pc->tcp, (struct sockaddr *)&ss,
-                          on_connected);
+  int rc =
+      uv_tcp_connect(&pc->creq, &pc->tcp, (struct sockaddr *)&ss, on_connected);
   if (rc < 0) pconn_close(pc, uv_strerror(rc));
 }
 
@@ -689,7 +690,8 @@ static void schedule_redial(link_t *l) {
 static void on_peer_connection(uv_stream_t *server, int status) {
   if (status < 0) return;
   int unauthed = 0;
-  for (pconn_t *p = conns; p; p = p->next) unauthed += !p->verified;
+  for (pconn_t *p = conns; p; p = p->next)
+    unauthed += !p->verified;
   pconn_t *pc = pconn_new();
   if (uv_accept(server, (uv_stream_t *)&pc->tcp) < 0 ||
       unauthed >= MAX_UNAUTHED) {
@@ -734,8 +736,8 @@ static void on_tick(uv_timer_t *t) {
   }
 }
 
-int peer_start(uv_loop_t *l, const config_t *c, int self,
-               const int *neighbours, int n, char *err, size_t errlen) {
+int peer_start(uv_loop_t *l, const config_t *c, int self, const int *neighbours,
+               int n, char *err, size_t errlen) {
   loop = l;
   cfg = c;
   self_name = c->servers[self].name;
@@ -768,7 +770,8 @@ int peer_start(uv_loop_t *l, const config_t *c, int self,
   uv_timer_start(&ticker, on_tick, TICK_MS, TICK_MS);
   last_sync = uv_now(loop);
   started = 1;
-  for (int i = 0; i < n; i++) dial(&links[i]);
+  for (int i = 0; i < n; i++)
+    dial(&links[i]);
   return 0;
 }
 
@@ -776,7 +779,8 @@ void peer_shutdown(void) {
   if (!started) return;
   started = 0;
   peer_flush_all();
-  while (conns) pconn_close(conns, "server stopping");
+  while (conns)
+    pconn_close(conns, "server stopping");
   for (int i = 0; i < nlinks; i++)
     uv_close((uv_handle_t *)&links[i].redial, NULL);
   uv_close((uv_handle_t *)&ticker, NULL);
@@ -785,7 +789,8 @@ void peer_shutdown(void) {
 
 int peer_flood(const char *client, size_t len, const char *except) {
   int live = 0;
-  for (int i = 0; i < nlinks; i++) live += links[i].active != NULL;
+  for (int i = 0; i < nlinks; i++)
+    live += links[i].active != NULL;
   if (!live) return 0;
   const store_rec_t *r = store_get(client, len);
   if (!r) return 0;

@@ -16,7 +16,7 @@
 #include "log.h"
 #include "textlib.h"
 
-#define BUDGET_STEP 1000 /* instructions between two budget checks */
+#define BUDGET_STEP 1000  /* instructions between two budget checks */
 #define WATCHDOG_US 10000 /* CPU time between two looks at the running call */
 
 int luaopen_core(lua_State *L); /* lua_core.c */
@@ -26,8 +26,8 @@ typedef struct script_state {
   size_t mem;
   size_t mem_limit;
   long budget;
-  long used;  /* instructions spent in the current top-level call */
-  int depth;  /* nesting of script_call */
+  long used; /* instructions spent in the current top-level call */
+  int depth; /* nesting of script_call */
   int hooks[HOOK_COUNT];
   buf_t versions; /* "protocol.lua@1a2b3c4d topology.lua@..." */
 } script_state_t;
@@ -106,8 +106,8 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
  * CPU time, sent to this thread alone, never to a resolver thread of
  * libcurl's; lua_sethook is safe in a signal handler, as lua.c's Ctrl-C
  * relies on). The budget then counts from there. */
-static lua_State *volatile watched;       /* the top-level call's state */
-static volatile sig_atomic_t call_seq;    /* changes on every call edge */
+static lua_State *volatile watched;    /* the top-level call's state */
+static volatile sig_atomic_t call_seq; /* changes on every call edge */
 static sig_atomic_t seen_seq = -1;
 
 static void on_watchdog(int sig) {
@@ -157,8 +157,8 @@ static int msghandler(lua_State *L) {
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
       return 1;
-    msg = lua_pushfstring(L, "(error object is a %s value)",
-                          luaL_typename(L, 1));
+    msg =
+        lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   }
   luaL_traceback(L, L, msg, 1);
   return 1;
@@ -217,7 +217,8 @@ lua_State *script_open(const script_limits_t *limits, const char *script_dir,
   script_state_t *s = xcalloc(1, sizeof *s);
   s->mem_limit = limits->memory;
   s->budget = limits->budget;
-  for (int i = 0; i < HOOK_COUNT; i++) s->hooks[i] = LUA_NOREF;
+  for (int i = 0; i < HOOK_COUNT; i++)
+    s->hooks[i] = LUA_NOREF;
   lua_State *L = lua_newstate(alloc, s);
   if (!L) {
     snprintf(err, errlen, "cannot create the Lua state");
@@ -266,7 +267,8 @@ void script_set_path(lua_State *L, const char *dir) {
 void script_close(lua_State *L) {
   if (!L) return;
   script_state_t *s = state_of(L);
-  for (int i = 0; i < HOOK_COUNT; i++) script_unref(L, &s->hooks[i]);
+  for (int i = 0; i < HOOK_COUNT; i++)
+    script_unref(L, &s->hooks[i]);
   lua_close(L);
   buf_free(&s->versions);
   free(s);
@@ -308,8 +310,8 @@ static int find_hook(const char *name) {
 
 /* Wraps `new` so it receives `prev` as an extra last argument. */
 static void chain_hook(lua_State *L, hook_t hook, int prev_ref) {
-  static const char *args[] = {"", "a1,", "a1,a2,", "a1,a2,a3,", "a1,a2,a3,a4,",
-                               "a1,a2,a3,a4,a5,"};
+  static const char *args[] = {"",          "a1,",          "a1,a2,",
+                               "a1,a2,a3,", "a1,a2,a3,a4,", "a1,a2,a3,a4,a5,"};
   const char *a = args[hook_info[hook].arity];
   char src[256];
   snprintf(src, sizeof src,
@@ -350,8 +352,8 @@ int script_load(lua_State *L, const char *path, char *err, size_t errlen) {
    * nothing. */
   lua_pushnil(L);
   while (lua_next(L, -2)) {
-    const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
-                                                      : NULL;
+    const char *key =
+        lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
     int h = key ? find_hook(key) : -1;
     if (h < 0) {
       snprintf(err, errlen,

@@ -22,9 +22,9 @@ typedef enum {
 } hook_t;
 
 typedef struct script_limits {
-  size_t memory;       /* bytes the Lua state may hold; 0 = no cap     */
-  long budget;         /* VM instructions per hook call, counted once
-                          the call has run ~10-20 ms of CPU; 0 = no cap */
+  size_t memory; /* bytes the Lua state may hold; 0 = no cap     */
+  long budget;   /* VM instructions per hook call, counted once
+                    the call has run ~10-20 ms of CPU; 0 = no cap */
 } script_limits_t;
 
 /* Starts the watchdog that enforces instruction budgets (SIGVTALRM). */

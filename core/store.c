@@ -151,12 +151,13 @@ const store_rec_t *store_get(const char *client, size_t client_len) {
 
 static void leaf_remove(uint32_t leaf, store_rec_t *r) {
   store_rec_t **p = &leaves[leaf];
-  while (*p != r) p = &(*p)->leaf_next;
+  while (*p != r)
+    p = &(*p)->leaf_next;
   *p = r->leaf_next;
 }
 
-int store_put(const char *client, size_t client_len, int64_t sec,
-              int32_t nsec, const char *line, size_t line_len) {
+int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
+              const char *line, size_t line_len) {
   if (client_len == 0 || client_len > STORE_MAX_CLIENT || line_len == 0 ||
       line_len > STORE_MAX_LINE || nsec < 0 || nsec > 999999999)
     return -1;
@@ -174,8 +175,9 @@ int store_put(const char *client, size_t client_len, int64_t sec,
   memcpy(r->data + client_len, line, line_len);
   /* The line names the client, so line and timestamp identify the
    * version. */
-  r->digest = hash_bytes(line, line_len, (uint64_t)sec * 1000000007ULL ^
-                                             (uint64_t)nsec) | 1;
+  r->digest = hash_bytes(line, line_len,
+                         (uint64_t)sec * 1000000007ULL ^ (uint64_t)nsec) |
+              1;
   uint32_t leaf = leaf_of_hash(h);
   uint64_t delta = r->digest;
   if (old) {
@@ -199,5 +201,6 @@ int store_put(const char *client, size_t client_len, int64_t sec,
 
 void store_each(void (*fn)(const store_rec_t *r, void *ud), void *ud) {
   for (size_t i = 0; i < table_cap; i++)
-    for (store_rec_t *r = table[i]; r; r = r->next) fn(r, ud);
+    for (store_rec_t *r = table[i]; r; r = r->next)
+      fn(r, ud);
 }

@@ -27,7 +27,7 @@ typedef struct store_rec {
   int32_t nsec;
   uint16_t client_len;
   uint16_t line_len;
-  char data[];                 /* client id, then the AT line */
+  char data[]; /* client id, then the AT line */
 } store_rec_t;
 
 #define STORE_CLIENT(r) ((r)->data)
@@ -37,14 +37,14 @@ void store_init(void);
 void store_free(void);
 /* Keeps the record if it is newer than the stored one for this client.
  * Returns 1 if stored, 0 if not newer, -1 if malformed (too long, empty). */
-int store_put(const char *client, size_t client_len, int64_t sec,
-              int32_t nsec, const char *line, size_t line_len);
+int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
+              const char *line, size_t line_len);
 const store_rec_t *store_get(const char *client, size_t client_len);
 size_t store_count(void);
 size_t store_bytes(void);
 /* >0 if a is newer than b (timestamp, then line bytes), 0 if equal. */
-int store_compare(int64_t asec, int32_t ansec, const char *aline,
-                  size_t alen, const store_rec_t *b);
+int store_compare(int64_t asec, int32_t ansec, const char *aline, size_t alen,
+                  const store_rec_t *b);
 /* Calls fn for every record (order unspecified). */
 void store_each(void (*fn)(const store_rec_t *r, void *ud), void *ud);
 

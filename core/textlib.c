@@ -27,10 +27,12 @@ static int l_fields(lua_State *L) {
   int count = 0;
   size_t i = 0;
   while (count < MAX_FIELDS) {
-    while (i < n && is_space((unsigned char)s[i])) i++;
+    while (i < n && is_space((unsigned char)s[i]))
+      i++;
     if (i == n) break;
     size_t start = i;
-    while (i < n && !is_space((unsigned char)s[i])) i++;
+    while (i < n && !is_space((unsigned char)s[i]))
+      i++;
     luaL_checkstack(L, 1, "fields");
     lua_pushlstring(L, s + start, i - start);
     count++;
@@ -62,7 +64,8 @@ static int l_timestamp(lua_State *L) {
       nsec = nsec * 10 + (s[i++] - '0');
     size_t frac_digits = i - frac_start;
     if (frac_digits == 0 || i != n) goto bad;
-    for (size_t k = frac_digits; k < 9; k++) nsec *= 10;
+    for (size_t k = frac_digits; k < 9; k++)
+      nsec *= 10;
   }
   lua_pushinteger(L, sec);
   lua_pushinteger(L, nsec);
@@ -93,7 +96,8 @@ static int l_timediff(lua_State *L) {
   int neg = dsec < 0 || dnsec < 0;
   uint64_t whole = (uint64_t)(neg ? -dsec : dsec);
   uint64_t frac = (uint64_t)(neg ? -dnsec : dnsec);
-  for (int k = 0; k < 9; k++, frac /= 10) *--p = (char)('0' + frac % 10);
+  for (int k = 0; k < 9; k++, frac /= 10)
+    *--p = (char)('0' + frac % 10);
   *--p = '.';
   do {
     *--p = (char)('0' + whole % 10);
@@ -113,19 +117,20 @@ static int signed_decimal(const char *s, size_t n, size_t *i, double *v) {
   if (j >= n || (s[j] != '+' && s[j] != '-')) return -1;
   j++;
   size_t digits = j;
-  while (j < n && is_digit((unsigned char)s[j])) j++;
+  while (j < n && is_digit((unsigned char)s[j]))
+    j++;
   if (j == digits) return -1;
   if (j < n && s[j] == '.') {
     size_t frac = ++j;
-    while (j < n && is_digit((unsigned char)s[j])) j++;
+    while (j < n && is_digit((unsigned char)s[j]))
+      j++;
     if (j == frac) return -1;
   }
   /* Up to 15 significant digits the value is digits / 10^k with both
    * exactly representable, so one division rounds correctly, like strtod,
    * at a fraction of its cost. Longer inputs go to strtod. */
-  static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
-                                 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14,
-                                 1e15};
+  static const double pow10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
   int64_t m = 0;
   int nd = 0, scale = 0, seen_dot = 0;
   for (size_t k = start + 1; k < j; k++) {
