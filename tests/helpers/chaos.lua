@@ -11,16 +11,9 @@ local M = {}
 M.ROOT = os.getenv("PWD") or "."
 M.LUA = "lua5.4"
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  p:close()
-  return out
-end
-M.sh = sh
-
-local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-M.quote = quote
+-- Shell helpers are the herd helper's.
+local sh, quote = herd.sh, herd.quote
+M.sh, M.quote = sh, quote
 
 -- ---- processes ------------------------------------------------------------
 

@@ -21,6 +21,7 @@ local function sh(cmd)
   p:close()
   return out
 end
+M.sh = sh
 
 local function sleep(s) socket.sleep(s) end
 M.sleep = sleep
@@ -166,6 +167,7 @@ function Herd:peer_port(name)
 end
 
 local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+M.quote = quote
 
 -- Starts one server in the background; its pid, exit status, stdout and
 -- stderr are kept in the herd's directory.

@@ -132,6 +132,18 @@ function Mock:stop()
   self.pid = nil
 end
 
+-- Starts a mock on port, then start_herd(); if that fails the mock is
+-- stopped before the error goes on, so a failed set-up leaves no process.
+function M.start_with(port, start_herd)
+  local m = M.start(port)
+  local ok, h = pcall(start_herd)
+  if not ok then
+    m:stop()
+    error(h, 0)
+  end
+  return m, h
+end
+
 M.url = function(port, api)
   local path = ({ google = LEGACY, ["google-new"] = NEW, overpass = OVERPASS })[api]
   return "http://127.0.0.1:" .. port .. assert(path, "unknown api " .. tostring(api))

@@ -11,15 +11,10 @@ describe("core.http #integration #http", function()
   local m, h, c
   local base = "http://127.0.0.1:" .. MOCK
   lazy_setup(function()
-    m = mock_places.start(MOCK)
-    local ok, err = pcall(function()
-      h = herd.start({ servers = { H = { port = 21111, peer_port = 21611 } }, links = {} },
+    m, h = mock_places.start_with(MOCK, function()
+      return herd.start({ servers = { H = { port = 21111, peer_port = 21611 } }, links = {} },
         { scripts = { "tests/fixtures/http_probe.lua" } })
     end)
-    if not ok then
-      m:stop()
-      error(err)
-    end
     c = h:client("H")
   end)
   lazy_teardown(function()

@@ -268,16 +268,11 @@ end)
 describe("WHATSAT with Places API (New) #integration #http", function()
   local m, h, c
   lazy_setup(function()
-    m = mock_places.start(MOCK + 20)
-    local ok, err = pcall(function()
-      h = herd.start({ servers = { N = { port = 21031, peer_port = 21531 } }, links = {} }, {
+    m, h = mock_places.start_with(MOCK + 20, function()
+      return herd.start({ servers = { N = { port = 21031, peer_port = 21531 } }, links = {} }, {
         env = { HERD_PLACES_PROVIDER = "google-new", HERD_PLACES_KEY = KEY,
           HERD_PLACES_URL = mock_places.url(MOCK + 20, "google-new") } })
     end)
-    if not ok then
-      m:stop()
-      error(err)
-    end
     c = h:client("N")
     iamat(c, "kiwi")
   end)
@@ -334,16 +329,11 @@ end)
 describe("WHATSAT with Overpass #integration #http", function()
   local m, h, c
   lazy_setup(function()
-    m = mock_places.start(MOCK + 40)
-    local ok, err = pcall(function()
-      h = herd.start({ servers = { O = { port = 21051, peer_port = 21551 } }, links = {} }, {
+    m, h = mock_places.start_with(MOCK + 40, function()
+      return herd.start({ servers = { O = { port = 21051, peer_port = 21551 } }, links = {} }, {
         env = { HERD_PLACES_PROVIDER = "overpass",
           HERD_PLACES_URL = mock_places.url(MOCK + 40, "overpass") } })
     end)
-    if not ok then
-      m:stop()
-      error(err)
-    end
     c = h:client("O")
     iamat(c, "kiwi")
   end)
