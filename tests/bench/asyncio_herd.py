@@ -116,6 +116,7 @@ class Herd:
                             buffering=1 << 16)
         self.loop = None
         self.tasks = set()
+        self.batched = args.batched
 
     # ------------------------------------------------------------- logging
     def logl(self, entries):
@@ -277,6 +278,39 @@ class Herd:
                     item.cancel()
             writer.close()
 
+    async def handle_client_lines(self, reader, writer):
+        """The seed design: one line per await, each reply written (and
+        drained) before the next line is read; a WHATSAT is awaited in
+        place, so replies stay in order."""
+        peer = writer.get_extra_info("peername")
+        who = ("%s:%d" % peer[:2]).encode() if peer else b"?"
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except ValueError:  # longer than the stream's limit
+                    writer.write(b"? line too long\n")
+                    break
+                if not line:
+                    break
+                line = line.rstrip(b"\r\n")
+                flood_out = []
+                r = self.handle_line(line, time.time_ns(), flood_out)
+                if r is None:
+                    continue
+                st = self.stamp()
+                self.logl([st + b"IN " + who + b" " + line + b"\n"])
+                if not isinstance(r, bytes):
+                    r = await r
+                writer.write(r)
+                self.logl([st + b"OUT " + who + b" " + r.split(b"\n", 1)[0] + b"\n"])
+                self.flood(flood_out)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
     async def flush_pending(self, pending, writer, who):
         """Write the queued replies in order, waiting for each WHATSAT."""
         while pending:
@@ -375,7 +409,8 @@ class Herd:
             self.session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(total=10))
-        clients = await asyncio.start_server(self.handle_client, self.host, self.port,
+        handler = self.handle_client if self.batched else self.handle_client_lines
+        clients = await asyncio.start_server(handler, self.host, self.port,
                                              backlog=4096, reuse_address=True,
                                              limit=READ_SIZE)
         peers = await asyncio.start_server(self.handle_peer, self.host, self.peer_port,
@@ -408,6 +443,8 @@ def main():
     p.add_argument("--places-key", default=os.environ.get("HERD_PLACES_KEY"))
     p.add_argument("--log-dir", default=os.environ.get("HERD_LOG_DIR", "logs"))
     p.add_argument("--no-log", action="store_true")
+    p.add_argument("--batched", action="store_true",
+                   help="handle a whole read of lines per wake-up (beyond the seed design)")
     args = p.parse_args()
     with open(args.config) as f:
         config = json.load(f)

@@ -171,6 +171,8 @@ class System:
     key = label = ""
     five = True       # can run the five-server herd
     records = True    # stores records (memory figure)
+    groups = None     # figure groups it runs (None: all)
+    propagation = True  # runs the propagation figures in the five-server herd
 
     def __init__(self, bench):
         self.bench = bench
@@ -256,6 +258,21 @@ class Uvloop(Asyncio):
     def unavailable(self):
         r = subprocess.run([PY, "-c", "import uvloop"], capture_output=True)
         return None if r.returncode == 0 else "uvloop is not importable (apt-get install python3-uvloop)"
+
+
+class AsyncioBatched(Asyncio):
+    """Beyond the seed design: a whole read of lines per wake-up, one write."""
+    key, label = "asyncio_b", "asyncio batched"
+    extra = ["--batched"]
+    groups = ("alone", "five")
+    propagation = False
+
+
+class UvloopBatched(Uvloop):
+    key, label = "uvloop_b", "uvloop batched"
+    extra = ["--uvloop", "--batched"]
+    groups = ("alone", "five")
+    propagation = False
 
 
 class Line(System):
@@ -439,7 +456,8 @@ class Bench:
         self.rawlog = open(args.raw, "w") if args.raw else None
         self.mock_url = None
         # herd first: if the time budget runs out, a baseline's figures go
-        self.systems = [Herd(self), Line(self), Asyncio(self), Uvloop(self)]
+        self.systems = [Herd(self), Line(self), Asyncio(self), Uvloop(self),
+                        AsyncioBatched(self), UvloopBatched(self)]
         self.max_rate = {}
         self.groups = set(g for g in args.groups.split(",") if g)
 
@@ -594,6 +612,9 @@ class Bench:
             if self.groups and group not in self.groups:
                 self.mark_na(figs, sysk, "not selected (--groups)")
                 continue
+            if s.groups is not None and group not in s.groups:
+                self.mark_na(figs, sysk, "not selected (--groups)")
+                continue
             try:
                 getattr(self, "fig_" + group)(s, sysk)
             except (KeyboardInterrupt, SystemExit):
@@ -654,7 +675,7 @@ class Bench:
                         self.record("w_localq", sysk, max(0.0, w - i))
                     except NA as e:
                         self.mark_na(["w_local", "w_localq"], sysk, str(e))
-                elif sysk in ("asyncio", "uvloop"):
+                elif sysk in ("asyncio", "uvloop", "asyncio_b", "uvloop_b"):
                     self.mark_na(["w_local", "w_localq"], sysk, "no offline places data (stub)")
                 else:
                     self.mark_na(["w_local", "w_localq"], sysk, "no WHATSAT")
@@ -741,7 +762,11 @@ class Bench:
                     log("  %s: an IAMAT at %s was not seen at %s within 5 s (links? WHATSAT?)"
                         % (sysk, WRITER, ", ".join(missing)))
                 self.throughput(sysk, cl, WRITER, "f")
-                self.propagation(sysk, cl)
+                if s.propagation:
+                    self.propagation(sysk, cl)
+                else:
+                    self.mark_na([f for f in five if not f.startswith("f_")], sysk,
+                                 "not selected (--groups)")
             finally:
                 cl.stop()
         except NA as e:
@@ -869,14 +894,20 @@ def target_status(b, fig, vals):
     return ""
 
 
+SYSTEM_COLUMNS = ("asyncio", "uvloop", "asyncio_b", "uvloop_b", "line")
+
+
 def table(b):
     line_alone = {"f_n1": "a_n1", "f_n16": "a_n16", "f_one": "a_one"}
-    hdr = ["figure", "herd", "asyncio", "herd ÷", "asyncio+uvloop", "herd ÷", "C line server",
-           "herd ÷", "target", "status", "lg cpu"]
+    hdr = ["figure", "herd"]
+    labels = {s.key: s.label for s in b.systems}
+    for sk in SYSTEM_COLUMNS:
+        hdr += [labels[sk], "herd ÷"]
+    hdr += ["target", "status", "lg cpu"]
     rows = []
     for fig in FIGS:
         vals, txt = {}, {}
-        for sk in ("herd", "asyncio", "uvloop", "line"):
+        for sk in ("herd",) + SYSTEM_COLUMNS:
             src = fig
             if sk == "line" and fig.key in line_alone:
                 src = FIG[line_alone[fig.key]]
@@ -884,14 +915,13 @@ def table(b):
             if v is not None and src is not fig:
                 t += " (alone)"
             vals[sk], txt[sk] = v, t
-        lg = [x for sk in ("herd", "asyncio", "uvloop", "line")
+        lg = [x for sk in ("herd",) + SYSTEM_COLUMNS
               for x in b.lgcpu.get((fig.key, sk), [])]
-        rows.append([fig.label, txt["herd"],
-                     txt["asyncio"], fmt_ratio(ratio(fig, vals["herd"], vals["asyncio"])),
-                     txt["uvloop"], fmt_ratio(ratio(fig, vals["herd"], vals["uvloop"])),
-                     txt["line"], fmt_ratio(ratio(fig, vals["herd"], vals["line"])),
-                     fig.target, target_status(b, fig, vals),
-                     ("%.0f%%" % max(lg)) if lg else ""])
+        row = [fig.label, txt["herd"]]
+        for sk in SYSTEM_COLUMNS:
+            row += [txt[sk], fmt_ratio(ratio(fig, vals["herd"], vals[sk]))]
+        rows.append(row + [fig.target, target_status(b, fig, vals),
+                           ("%.0f%%" % max(lg)) if lg else ""])
     widths = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(len(hdr))]
     out = []
 
@@ -917,7 +947,7 @@ def main():
     p = argparse.ArgumentParser(description="herd bench driver")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 rep, short runs, small sizes")
     p.add_argument("--reps", type=int, default=0, help="runs per figure (3; --quick: 1)")
-    p.add_argument("--only", default="", help="comma list of systems: herd,asyncio,uvloop,line")
+    p.add_argument("--only", default="", help="comma list of systems: herd,asyncio,uvloop,asyncio_b,uvloop_b,line")
     p.add_argument("--groups", default="",
                    help="comma list of figure groups: " + ",".join(g for g, _ in GROUPS))
     p.add_argument("--server-cpus", default=os.environ.get("BENCH_SERVER_CPUS", "0"))
