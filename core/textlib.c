@@ -20,13 +20,16 @@ static int is_digit(unsigned char c) {
   return c >= '0' && c <= '9';
 }
 
-/* fields(s) -> every white-space separated field (at most MAX_FIELDS). */
+/* fields(s [, max]) -> the white-space separated fields of s, at most max
+ * (default and limit MAX_FIELDS): fields(line, 1) is the verb alone. */
 static int l_fields(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
+  lua_Integer max = luaL_optinteger(L, 2, MAX_FIELDS);
+  if (max > MAX_FIELDS) max = MAX_FIELDS;
   int count = 0;
   size_t i = 0;
-  while (count < MAX_FIELDS) {
+  while (count < max) {
     while (i < n && is_space((unsigned char)s[i]))
       i++;
     if (i == n) break;
@@ -40,11 +43,13 @@ static int l_fields(lua_State *L) {
   return count;
 }
 
-/* timestamp(s) -> sec, nsec for "digits" or "digits.d{1,9}", else nil,
- * err. Exact: the fraction becomes integer nanoseconds. */
-static int l_timestamp(lua_State *L) {
-  size_t n;
-  const char *s = luaL_checklstring(L, 1, &n);
+#define TIME_ERROR "time must be seconds with up to nine decimals"
+#define LOCATION_ERROR "location must be [+-]lat[+-]lon in decimal degrees"
+
+/* "digits" or "digits.d{1,9}" -> *sec, *nsec; 0 or -1. Exact: the
+ * fraction becomes integer nanoseconds. */
+static int parse_timestamp(const char *s, size_t n, int64_t *sec_out,
+                           int64_t *nsec_out) {
   size_t i = 0;
   while (i < n && s[i] == '0' && i + 1 < n && is_digit((unsigned char)s[i + 1]))
     i++; /* leading zeros do not count towards the limit */
@@ -67,20 +72,33 @@ static int l_timestamp(lua_State *L) {
     for (size_t k = frac_digits; k < 9; k++)
       nsec *= 10;
   }
+  *sec_out = sec;
+  *nsec_out = nsec;
+  return 0;
+bad:
+  return -1;
+}
+
+/* timestamp(s) -> sec, nsec (see parse_timestamp), else nil, err. */
+static int l_timestamp(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  int64_t sec, nsec;
+  if (parse_timestamp(s, n, &sec, &nsec) < 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, TIME_ERROR);
+    return 2;
+  }
   lua_pushinteger(L, sec);
   lua_pushinteger(L, nsec);
   return 2;
-bad:
-  lua_pushnil(L);
-  lua_pushstring(L, "time must be seconds with up to nine decimals");
-  return 2;
 }
 
-/* timediff(now_ns, sec, nsec) -> "+S.NNNNNNNNN" / "-S.NNNNNNNNN". */
-static int l_timediff(lua_State *L) {
-  int64_t now = luaL_checkinteger(L, 1);
-  int64_t sec = luaL_checkinteger(L, 2);
-  int64_t nsec = luaL_checkinteger(L, 3);
+#define DIFF_MAX 48
+
+/* now_ns - sec.nsec as "+S.NNNNNNNNN" / "-S.NNNNNNNNN" into out (DIFF_MAX
+ * bytes, not terminated); returns the length. */
+static size_t format_diff(int64_t now, int64_t sec, int64_t nsec, char *out) {
   int64_t dsec = now / NS - sec, dnsec = now % NS - nsec;
   if (dsec > 0 && dnsec < 0) {
     dsec--;
@@ -91,8 +109,7 @@ static int l_timediff(lua_State *L) {
   }
   /* Written backwards by hand: this runs for every IAMAT and printf's
    * machinery cost more than the rest of the arithmetic. */
-  char out[48];
-  char *p = out + sizeof out;
+  char *p = out + DIFF_MAX;
   int neg = dsec < 0 || dnsec < 0;
   uint64_t whole = (uint64_t)(neg ? -dsec : dsec);
   uint64_t frac = (uint64_t)(neg ? -dnsec : dnsec);
@@ -104,9 +121,18 @@ static int l_timediff(lua_State *L) {
     whole /= 10;
   } while (whole);
   *--p = neg ? '-' : '+';
-  size_t len = (size_t)(out + sizeof out - p);
+  size_t len = (size_t)(out + DIFF_MAX - p);
   memmove(out, p, len);
-  lua_pushlstring(L, out, (size_t)len);
+  return len;
+}
+
+/* timediff(now_ns, sec, nsec) -> "+S.NNNNNNNNN" / "-S.NNNNNNNNN". */
+static int l_timediff(lua_State *L) {
+  int64_t now = luaL_checkinteger(L, 1);
+  int64_t sec = luaL_checkinteger(L, 2);
+  int64_t nsec = luaL_checkinteger(L, 3);
+  char out[DIFF_MAX];
+  lua_pushlstring(L, out, format_diff(now, sec, nsec, out));
   return 1;
 }
 
@@ -158,16 +184,23 @@ static int signed_decimal(const char *s, size_t n, size_t *i, double *v) {
   return 0;
 }
 
+static int parse_latlon(const char *s, size_t n, double *lat, double *lon) {
+  size_t i = 0;
+  if (signed_decimal(s, n, &i, lat) < 0 || signed_decimal(s, n, &i, lon) < 0 ||
+      i != n)
+    return -1;
+  return 0;
+}
+
 /* latlon(s) -> lat, lon for ISO 6709 "[+-]lat[+-]lon" decimal degrees
  * (no range check: that is the caller's rule), else nil, err. */
 static int l_latlon(lua_State *L) {
-  size_t n, i = 0;
+  size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
   double lat, lon;
-  if (signed_decimal(s, n, &i, &lat) < 0 ||
-      signed_decimal(s, n, &i, &lon) < 0 || i != n) {
+  if (parse_latlon(s, n, &lat, &lon) < 0) {
     lua_pushnil(L);
-    lua_pushstring(L, "location must be [+-]lat[+-]lon in decimal degrees");
+    lua_pushstring(L, LOCATION_ERROR);
     return 2;
   }
   lua_pushnumber(L, lat);
@@ -175,11 +208,128 @@ static int l_latlon(lua_State *L) {
   return 2;
 }
 
+typedef struct {
+  const char *p;
+  size_t len;
+} span_t;
+
+/* Up to max fields of s into f; returns how many there are, up to max + 1
+ * (so "more than max" shows). */
+static int split(const char *s, size_t n, span_t *f, int max) {
+  int count = 0;
+  size_t i = 0;
+  while (count <= max) {
+    while (i < n && is_space((unsigned char)s[i]))
+      i++;
+    if (i == n) break;
+    size_t start = i;
+    while (i < n && !is_space((unsigned char)s[i]))
+      i++;
+    if (count < max) f[count] = (span_t){s + start, i - start};
+    count++;
+  }
+  return count;
+}
+
+/* iamat(line, server, now_ns) -> client, sec, nsec, at_line, lat, lon for
+ * "<verb> <client> <location> <time>" (the verb is the caller's business),
+ * where at_line is "AT <server> <now - time> <client> <location> <time>"
+ * with the operands byte for byte; else nil, err. One call does what
+ * fields + latlon + timestamp + timediff + a nine-piece concatenation did
+ * on every IAMAT. Ranges (|lat| <= 90...) stay the caller's rule. */
+static int l_iamat(lua_State *L) {
+  size_t n, name_len;
+  const char *s = luaL_checklstring(L, 1, &n);
+  const char *name = luaL_checklstring(L, 2, &name_len);
+  int64_t now = luaL_checkinteger(L, 3);
+  span_t f[4];
+  int64_t sec, nsec;
+  double lat, lon;
+  const char *err = NULL;
+  if (split(s, n, f, 4) != 4)
+    err = "IAMAT takes a client, a location and a time";
+  else if (parse_latlon(f[2].p, f[2].len, &lat, &lon) < 0)
+    err = LOCATION_ERROR;
+  else if (parse_timestamp(f[3].p, f[3].len, &sec, &nsec) < 0)
+    err = TIME_ERROR;
+  if (err) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  char diff[DIFF_MAX];
+  size_t diff_len = format_diff(now, sec, nsec, diff);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addlstring(&b, "AT ", 3);
+  luaL_addlstring(&b, name, name_len);
+  luaL_addchar(&b, ' ');
+  luaL_addlstring(&b, diff, diff_len);
+  for (int k = 1; k < 4; k++) {
+    luaL_addchar(&b, ' ');
+    luaL_addlstring(&b, f[k].p, f[k].len);
+  }
+  luaL_pushresult(&b);
+  /* Pushed after the buffer is done (nothing may be pushed while it is in
+   * use), then rotated under the AT line. */
+  lua_pushlstring(L, f[1].p, f[1].len);
+  lua_pushinteger(L, sec);
+  lua_pushinteger(L, nsec);
+  lua_rotate(L, -4, -1);
+  lua_pushnumber(L, lat);
+  lua_pushnumber(L, lon);
+  return 6;
+}
+
+/* "[+-]digits.ddddddddd": a time difference as format_diff writes it. */
+static int is_diff(const char *s, size_t n) {
+  if (n < 12 || (s[0] != '+' && s[0] != '-') || s[n - 10] != '.') return 0;
+  for (size_t i = 1; i < n; i++)
+    if (i != n - 10 && !is_digit((unsigned char)s[i])) return 0;
+  return 1;
+}
+
+/* at(line) -> server, client, sec, nsec, lat, lon for an AT line
+ * "AT <server> <[+-]S.NNNNNNNNN> <client> <location> <time>", else nil,
+ * err. What a record from a peer must look like; whether it agrees with
+ * the client and timestamp it came with, and the ranges, are the
+ * caller's rules. */
+static int l_at(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  span_t f[6];
+  int64_t sec, nsec;
+  double lat, lon;
+  const char *err = NULL;
+  if (split(s, n, f, 6) != 6 || f[0].len != 2 || memcmp(f[0].p, "AT", 2))
+    err = "not an AT line";
+  else if (!is_diff(f[2].p, f[2].len))
+    err = "not an AT line: bad time difference";
+  else if (parse_latlon(f[4].p, f[4].len, &lat, &lon) < 0)
+    err = LOCATION_ERROR;
+  else if (parse_timestamp(f[5].p, f[5].len, &sec, &nsec) < 0)
+    err = TIME_ERROR;
+  if (err) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushlstring(L, f[1].p, f[1].len);
+  lua_pushlstring(L, f[3].p, f[3].len);
+  lua_pushinteger(L, sec);
+  lua_pushinteger(L, nsec);
+  lua_pushnumber(L, lat);
+  lua_pushnumber(L, lon);
+  return 6;
+}
+
 int luaopen_herdtext(lua_State *L) {
   static const luaL_Reg fns[] = {{"fields", l_fields},
                                  {"timestamp", l_timestamp},
                                  {"timediff", l_timediff},
                                  {"latlon", l_latlon},
+                                 {"iamat", l_iamat},
+                                 {"at", l_at},
                                  {NULL, NULL}};
   luaL_newlib(L, fns);
   return 1;

@@ -11,24 +11,24 @@ local fields = require("herdtext").fields
 
 local M = {}
 
--- Handlers take (conn, line, field1, ..., field5) -- a fifth field means
--- "more than four", which no classic command accepts -- and return the
--- reply, nil for invalid input, or false once they have deferred the
--- answer (core.defer).
+-- Handlers take (conn, line) and return the reply, nil for invalid input,
+-- or false once they have deferred the answer (core.defer). Only the verb
+-- is split off here: each handler scans its own operands (IAMAT's in one
+-- C call).
 M.commands = {
   IAMAT = iamat.command,
   -- whatsat returns its reply text (invalid input included), or nil once
-  -- it has deferred the answer.
-  WHATSAT = function(conn, line, ...)
-    return whatsat.command(conn, { ... }, line) or false
+  -- it has deferred the answer. A fifth field means "more than four".
+  WHATSAT = function(conn, line)
+    return whatsat.command(conn, { fields(line, 5) }, line) or false
   end,
 }
 
 function M.on_line(conn, line)
-  local verb, a, b, c, d = fields(line)
+  local verb = fields(line, 1)
   if not verb then return nil end
   local handler = M.commands[verb]
-  local reply = handler and handler(conn, line, verb, a, b, c, d)
+  local reply = handler and handler(conn, line)
   if reply == false then return nil end
   return reply or ("? " .. line .. "\n")
 end

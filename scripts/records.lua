@@ -3,39 +3,39 @@
 -- (core.store), which keeps per client the newest record by client time,
 -- ties broken by the greater AT line, so every server picks the same one.
 local core = require "core"
-local clock = require "clock"
 local location = require "location"
-local fields = require("herdtext").fields
+local text = require "herdtext"
 
-local match = string.match
+local fields, scan_at = text.fields, text.at
 -- Every IAMAT goes through these: keep them in locals.
 local stamp, get, put, flood = core.store.stamp, core.store.get,
   core.store.put, core.flood
-local parse_location, parse_time = location.parse, clock.parse
+local in_range = location.in_range
 
 local M = {}
 
--- Checks an AT line as a peer sent it: the shape, and that it agrees with
--- the client and timestamp it came with. Returns true or nil, err.
+-- Checks an AT line as a peer sent it: the shape (scanned by herdtext.at,
+-- in C: this runs for every new record from a peer), the ranges, and that
+-- it agrees with the client and timestamp it came with. Returns true or
+-- nil, err.
 function M.valid(client, sec, nsec, line)
-  local at, server, diff, who, loc, time, extra = fields(line)
-  if at ~= "AT" or not time or extra or not match(diff, "^[+-]%d+%.%d%d%d%d%d%d%d%d%d$") then
-    return nil, "not an AT line"
-  end
+  local server, who, s, n, lat, lon = scan_at(line)
+  if not server then return nil, who end
   if who ~= client then return nil, "client does not match" end
-  if not parse_location(loc) then return nil, "bad location" end
-  local s, n = parse_time(time)
+  if not in_range(lat, lon) then return nil, "bad location" end
   if s ~= sec or n ~= nsec then return nil, "timestamp does not match" end
   return true
 end
 
--- True when the stored record for client is this same report: the same
--- timestamp and the same location and time fields, byte for byte.
-function M.repeats(client, sec, nsec, loc, time)
+-- True when the stored record for client is the report of the AT line at:
+-- the same timestamp and the same location and time fields, byte for
+-- byte, whichever server took it.
+function M.repeats(client, sec, nsec, at)
   local s, n = stamp(client)
   if s ~= sec or n ~= nsec then return false end
-  local line = get(client)
-  return line:sub(-(#loc + #time + 2)) == " " .. loc .. " " .. time
+  local _, _, _, _, loc, time = fields(get(client))
+  local _, _, _, _, loc2, time2 = fields(at)
+  return loc == loc2 and time == time2
 end
 
 -- Stores a record if it is newer and floods it to every neighbour but the
