@@ -19,10 +19,11 @@ static int log_fd = -1;
 static char log_path[4096];
 static int log_json;
 static buf_t log_buf;
-static time_t stamp_sec = -1; /* second the cached prefix was made for */
-static char stamp_prefix[32]; /* "2026-11-25T19:42:02" */
-static char stamp_tail[9];    /* ".123456Z" */
-static int stamp_fresh;       /* the cached stamp is this loop phase's */
+#define STAMP_SECONDS 19      /* "2026-11-25T19:42:02" */
+#define STAMP_LEN 27          /* and ".123456Z" */
+static time_t stamp_sec = -1; /* second the cached text was made for */
+static char stamp_text[32];
+static int stamp_fresh; /* the cached stamp is this loop phase's */
 static unsigned char plain_byte[256]; /* copied as is; set by log_set_json */
 
 void log_set_json(int json) {
@@ -65,32 +66,31 @@ int log_open(const char *dir, const char *name, char *err, size_t errlen) {
   return 0;
 }
 
-/* Appends the UTC timestamp with microseconds. Lines logged in the same
- * loop phase (one batch of reads, say) share one reading of the clock,
- * taken at the first of them; the part up to the second is formatted once
- * per second. */
-static void put_stamp(buf_t *b) {
+/* The UTC timestamp with microseconds, "2026-11-25T19:42:02.123456Z".
+ * Lines logged in the same loop phase (one batch of reads, say) share one
+ * reading of the clock, taken at the first of them; the part up to the
+ * second is formatted once per second. */
+static const char *stamp(void) {
   if (!stamp_fresh) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     if (ts.tv_sec != stamp_sec) {
       struct tm tm;
       gmtime_r(&ts.tv_sec, &tm);
-      strftime(stamp_prefix, sizeof stamp_prefix, "%Y-%m-%dT%H:%M:%S", &tm);
+      strftime(stamp_text, sizeof stamp_text, "%Y-%m-%dT%H:%M:%S", &tm);
       stamp_sec = ts.tv_sec;
     }
-    memcpy(stamp_tail, ".000000Z", 9);
     long us = ts.tv_nsec / 1000;
+    char *t = stamp_text + STAMP_SECONDS;
+    t[0] = '.';
     for (int i = 6; i >= 1; i--, us /= 10)
-      stamp_tail[i] = (char)('0' + us % 10);
+      t[i] = (char)('0' + us % 10);
+    t[7] = 'Z';
     stamp_fresh = 1;
   }
-  buf_append_str(b, stamp_prefix);
-  buf_append(b, stamp_tail, 8);
+  return stamp_text;
 }
 
-/* Escapes bytes so that a log entry is one printable line. In JSON mode the
- * escapes are JSON's; otherwise C-like. */
 /* Nonzero when any byte of w is below 0x20, above 0x7e, a backslash, or
  * (in JSON) a double quote: eight bytes checked at once, since nearly every
  * byte of a log line is plain. */
@@ -104,7 +104,11 @@ static uint64_t word_needs_escape(uint64_t w) {
   return (below | above | zero) & high;
 }
 
-static void put_escaped(buf_t *b, const char *s, size_t len) {
+/* Writes s escaped at p, so that a log entry is one printable line (JSON's
+ * escapes in JSON mode, else C-like); returns the end. p has room for
+ * ESCAPED_MAX(len) bytes. */
+#define ESCAPED_MAX(len) (6 * (len))
+static char *put_escaped(char *p, const char *s, size_t len) {
   static const char hex[] = "0123456789abcdef";
   size_t i = 0;
   while (i < len) {
@@ -115,73 +119,81 @@ static void put_escaped(buf_t *b, const char *s, size_t len) {
     }
     while (run < len && plain_byte[(unsigned char)s[run]])
       run++;
-    buf_append(b, s + i, run - i); /* copy printable runs whole */
+    memcpy(p, s + i, run - i); /* printable runs are copied whole */
+    p += run - i;
     if (run == len) break;
     unsigned char c = (unsigned char)s[run];
     i = run + 1;
-    char e[8];
-    size_t n = 2;
-    e[0] = '\\';
+    *p++ = '\\';
     switch (c) {
       case '\n':
-        e[1] = 'n';
+        *p++ = 'n';
         break;
       case '\r':
-        e[1] = 'r';
+        *p++ = 'r';
         break;
       case '\t':
-        e[1] = 't';
+        *p++ = 't';
         break;
       case '\\':
-        e[1] = '\\';
+        *p++ = '\\';
         break;
       case '"':
-        e[1] = '"';
+        *p++ = '"';
         break;
       default:
         if (log_json) {
-          memcpy(e, "\\u00", 4);
-          e[4] = hex[c >> 4];
-          e[5] = hex[c & 15];
-          n = 6;
+          memcpy(p, "u00", 3);
+          p += 3;
         } else {
-          e[1] = 'x';
-          e[2] = hex[c >> 4];
-          e[3] = hex[c & 15];
-          n = 4;
+          *p++ = 'x';
         }
+        *p++ = hex[c >> 4];
+        *p++ = hex[c & 15];
     }
-    buf_append(b, e, n);
   }
+  return p;
 }
 
+static char *put(char *p, const char *s, size_t n) {
+  memcpy(p, s, n);
+  return p + n;
+}
+
+/* One entry, written straight into the buffer: room for the worst case is
+ * made once, since this runs twice per request. */
 static void put_entry(const char *tag, const char *who, const char *msg,
                       size_t len) {
   buf_t *b = &log_buf;
+  size_t tag_len = strlen(tag), who_len = who ? strlen(who) : 0;
+  buf_reserve(
+      b, STAMP_LEN + tag_len + ESCAPED_MAX(who_len) + ESCAPED_MAX(len) + 48);
+  char *p = b->data + b->len;
   if (log_json) {
-    buf_append_str(b, "{\"time\":\"");
-    put_stamp(b);
-    buf_append_str(b, "\",\"kind\":\"");
-    buf_append_str(b, tag);
+    p = put(p, "{\"time\":\"", 9);
+    p = put(p, stamp(), STAMP_LEN);
+    p = put(p, "\",\"kind\":\"", 10);
+    p = put(p, tag, tag_len);
     if (who) {
-      buf_append_str(b, "\",\"peer\":\"");
-      put_escaped(b, who, strlen(who));
+      p = put(p, "\",\"peer\":\"", 10);
+      p = put_escaped(p, who, who_len);
     }
-    buf_append_str(b, "\",\"msg\":\"");
-    put_escaped(b, msg, len);
-    buf_append_str(b, "\"}\n");
+    p = put(p, "\",\"msg\":\"", 9);
+    p = put_escaped(p, msg, len);
+    p = put(p, "\"}\n", 3);
   } else {
-    put_stamp(b);
-    buf_append(b, " ", 1);
-    buf_append_str(b, tag);
-    buf_append(b, " ", 1);
+    p = put(p, stamp(), STAMP_LEN);
+    *p++ = ' ';
+    p = put(p, tag, tag_len);
+    *p++ = ' ';
     if (who) {
-      buf_append_str(b, who);
-      buf_append(b, " ", 1);
+      p = put(p, who, who_len);
+      *p++ = ' ';
     }
-    put_escaped(b, msg, len);
-    buf_append(b, "\n", 1);
+    p = put_escaped(p, msg, len);
+    *p++ = '\n';
   }
+  b->len = (size_t)(p - b->data);
   if (log_fd < 0 || log_buf.len >= LOG_FLUSH_AT) log_flush();
 }
 
