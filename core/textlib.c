@@ -257,23 +257,33 @@ static int l_iamat(lua_State *L) {
   }
   char diff[DIFF_MAX];
   size_t diff_len = format_diff(now, sec, nsec, diff);
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  luaL_addlstring(&b, "AT ", 3);
-  luaL_addlstring(&b, name, name_len);
-  luaL_addchar(&b, ' ');
-  luaL_addlstring(&b, diff, diff_len);
-  for (int k = 1; k < 4; k++) {
-    luaL_addchar(&b, ' ');
-    luaL_addlstring(&b, f[k].p, f[k].len);
-  }
-  luaL_pushresult(&b);
-  /* Pushed after the buffer is done (nothing may be pushed while it is in
-   * use), then rotated under the AT line. */
   lua_pushlstring(L, f[1].p, f[1].len);
   lua_pushinteger(L, sec);
   lua_pushinteger(L, nsec);
-  lua_rotate(L, -4, -1);
+  /* The AT line is assembled on the C stack when it fits (it nearly always
+   * does), else in a luaL_Buffer. */
+  size_t at_len =
+      3 + name_len + 1 + diff_len + 3 + f[1].len + f[2].len + f[3].len;
+  char stack[512];
+  luaL_Buffer b;
+  char *p = at_len <= sizeof stack ? stack : luaL_buffinitsize(L, &b, at_len);
+  char *start = p;
+  memcpy(p, "AT ", 3);
+  p += 3;
+  memcpy(p, name, name_len);
+  p += name_len;
+  *p++ = ' ';
+  memcpy(p, diff, diff_len);
+  p += diff_len;
+  for (int k = 1; k < 4; k++) {
+    *p++ = ' ';
+    memcpy(p, f[k].p, f[k].len);
+    p += f[k].len;
+  }
+  if (start == stack)
+    lua_pushlstring(L, stack, at_len);
+  else
+    luaL_pushresultsize(&b, at_len);
   lua_pushnumber(L, lat);
   lua_pushnumber(L, lon);
   return 6;

@@ -5,9 +5,11 @@ The classic CS 131 proxy-herd design done well, so that herd is measured
 against asyncio at its best and not against a straw man:
 
 - asyncio streams, one coroutine per client connection, many messages per
-  connection; each read is split into lines and all the replies of one read
-  go out in one write (each reply whole, in order, even behind a slow
-  WHATSAT);
+  connection. By default the seed design: one line per
+  `await reader.readline()`, its reply written and drained before the next
+  (a WHATSAT awaited in place). With --batched, beyond it: each read is
+  split into lines and all the replies of one read go out in one write
+  (each reply whole, in order, even behind a slow WHATSAT);
 - the client protocol of SPEC section 4 (IAMAT, WHATSAT, "? " for anything
   else), with exact integer nanosecond time differences;
 - persistent peer links on peer_port (port + 1000 by default) with a simple
@@ -26,8 +28,8 @@ against asyncio at its best and not against a straw man:
   is told to use it (BENCH_POLL="WHEREIS %s"): WHEREIS <client> answers the
   stored AT line, or "? ..." when there is none.
 
-usage: asyncio_herd.py --config herd.json NAME [--uvloop] [--places-url URL]
-       [--places-key KEY] [--log-dir DIR] [--no-log]
+usage: asyncio_herd.py --config herd.json NAME [--uvloop] [--batched]
+       [--places-url URL] [--places-key KEY] [--log-dir DIR] [--no-log]
 
 The config is JSON: {"servers": {"A": {"port": 30001}, ...},
                      "links": [["A", "B"], ...]}

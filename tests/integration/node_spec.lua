@@ -167,6 +167,63 @@ describe("server logs #integration", function()
     assert.matches("stopping on SIGTERM", log)
     c:close()
   end)
+
+  -- Lines with every kind of byte that needs escaping, at offsets that fall
+  -- inside and at the ends of the 8- and 16-byte blocks the scanner reads.
+  local function odd_lines()
+    local lines = {}
+    for _, bad in ipairs({ "\1", "\31", "\127", "\128", "\255", "\\", '"', "\t" }) do
+      for _, at in ipairs({ 0, 7, 8, 15, 16, 17, 31, 40 }) do
+        local plain = string.rep("p", 48)
+        lines[#lines + 1] = plain:sub(1, at) .. bad .. plain:sub(at + 1)
+      end
+    end
+    return lines
+  end
+
+  local function send_all(h, name, lines)
+    local c = h:client(name)
+    for _, l in ipairs(lines) do c:send(l .. "\n") end
+    for _ = 1, #lines do c:line() end
+    c:close()
+    assert.is_true(h:signal(name, "TERM"))
+    assert.equal(0, h:exit_code(name))
+  end
+
+  it("escape every byte that could break a line, one entry per line", function()
+    local h = herd.start({ servers = { Solo = { port = BASE + 40 } } })
+    finally(function() h:stop() end)
+    local lines = odd_lines()
+    send_all(h, "Solo", lines)
+    local log = h:log("Solo")
+    for _, l in ipairs(lines) do
+      local escaped = l:gsub("[%c\128-\255\\]", function(ch)
+        if ch == "\\" then return "\\\\" end
+        if ch == "\t" then return "\\t" end
+        return ("\\x%02x"):format(ch:byte())
+      end)
+      assert.truthy(log:find(" IN 127.0.0.1:%d+ " .. escaped:gsub("%p", "%%%0") .. "\n"),
+        "no log entry for " .. escaped)
+    end
+  end)
+
+  it("in JSON, give back every line exactly", function()
+    local cjson = require "cjson"
+    local h = herd.start({ servers = { Solo = { port = BASE + 41 } }, log_format = "json" })
+    finally(function() h:stop() end)
+    local lines = odd_lines()
+    send_all(h, "Solo", lines)
+    local seen = {}
+    for entry in h:log("Solo"):gmatch("[^\n]+") do
+      local e = cjson.decode(entry)
+      if e.kind == "IN" then seen[e.msg] = true end
+    end
+    for _, l in ipairs(lines) do
+      -- bytes >= 0x80 are written as \u00XX, which decodes to UTF-8
+      local want = l:gsub("[\128-\255]", function(ch) return utf8.char(ch:byte()) end)
+      assert.truthy(seen[want], ("no entry for %q"):format(l))
+    end
+  end)
 end)
 
 describe("the command line #integration", function()
