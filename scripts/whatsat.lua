@@ -17,6 +17,7 @@
 local core = require "core"
 local places = require "places"
 local json = require "places.json"
+local lazy = require "places.lazy"
 local common = require "places.common"
 local location = require "location"
 
@@ -59,9 +60,16 @@ end
 -- (optional, one per answer) keeps the text per bound, so that many
 -- callers sharing an answer cost one encoding per distinct bound. (Not a
 -- weak table keyed by answer: ephemeron tables make every GC cycle pay.)
+-- A lazy result nobody has looked inside (places/lazy.lua) is cut as
+-- text, in C; any other result is copied, cut and encoded as tables.
 function M.encode(result, bound, memo)
   local text = memo and memo[bound]
   if text then return text end
+  text = lazy.cut(result, bound)
+  if text then
+    if memo then memo[bound] = text end
+    return text
+  end
   local cut = {}
   for k, v in pairs(result) do cut[k] = v end
   if type(cut.html_attributions) ~= "table" then cut.html_attributions = {} end
