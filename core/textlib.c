@@ -191,6 +191,7 @@ static int l_latlon(lua_State *L) {
 #define JSON_MAX_TOP 256  /* top-level members, when they are reordered */
 #define JSON_MAX_ORDER 16 /* keys in the order list */
 #define JSON_MAX_KEY 64   /* longer keys never match a named one */
+#define JSON_MAX_POS 66   /* "results" positions: "[", 64 elements, "]" */
 
 typedef struct {
   size_t off, len; /* "key":value in the output */
@@ -200,6 +201,13 @@ typedef struct {
   int idx;         /* place in the input */
   int named;       /* whether the key is in the order list */
 } json_member;
+
+/* Where the top-level results array's parts are in the output (1-based):
+ * its "[", the last byte of each element, its "]". */
+typedef struct {
+  size_t at[JSON_MAX_POS];
+  int n, over; /* over: too many elements to note */
+} json_pos;
 
 typedef struct {
   const unsigned char *s;
@@ -228,17 +236,42 @@ static void json_flush(json_scan *j) {
   j->run = j->i;
 }
 
-static int json_is_ws(unsigned char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
+/* Byte classes, so the hot loops test one table entry per byte. A Lua
+ * string always ends with a '\0' after its length, which is in neither
+ * class, so these loops stop at the end without a bounds check. */
+/* clang-format off */
+#define JSON_WS 1    /* space, \t, \n, \r */
+#define JSON_PLAIN 2 /* copied as is in a string: ASCII but " \ and controls */
+#define W JSON_WS
+#define P JSON_PLAIN
+#define P16 P, P, P, P, P, P, P, P, P, P, P, P, P, P, P, P
+#define Z16 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+static const unsigned char json_class[256] = {
+  0, 0, 0, 0, 0, 0, 0, 0, 0, W, W, 0, 0, W, 0, 0,   /* 0x00 */
+  Z16,                                              /* 0x10 */
+  W | P, P, 0, P, P, P, P, P, P, P, P, P, P, P, P, P, /* 0x20: " */
+  P16, P16,                                         /* 0x30, 0x40 */
+  P, P, P, P, P, P, P, P, P, P, P, P, 0, P, P, P,   /* 0x50: \ */
+  P16, P16,                                         /* 0x60, 0x70 */
+  Z16, Z16, Z16, Z16, Z16, Z16, Z16, Z16,           /* UTF-8: checked apart */
+};
+#undef W
+#undef P
+#undef P16
+#undef Z16
+/* clang-format on */
 
+/* Skips white space. Locals, not j->i: the compiler must assume a store
+ * through j may change the bytes of s, and would reload at every byte. */
 static void json_ws(json_scan *j) {
-  if (j->i < j->n && json_is_ws(j->s[j->i])) {
-    json_flush(j);
-    while (j->i < j->n && json_is_ws(j->s[j->i]))
-      j->i++;
-    j->run = j->i;
-  }
+  const unsigned char *s = j->s;
+  size_t i = j->i;
+  if (!(json_class[s[i]] & JSON_WS)) return;
+  json_flush(j);
+  do
+    i++;
+  while (json_class[s[i]] & JSON_WS);
+  j->i = j->run = i;
 }
 
 static int json_hex4(const unsigned char *p, size_t avail, unsigned *v) {
@@ -281,7 +314,7 @@ static int json_string(json_scan *j, int *escaped) {
   size_t n = j->n, i = j->i + 1;
   int esc = 0;
   for (;;) {
-    while (i < n && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\')
+    while (json_class[s[i]] & JSON_PLAIN)
       i++;
     if (i >= n) {
       j->i = i;
@@ -375,7 +408,7 @@ static int json_literal(json_scan *j, const char *word, size_t len) {
   return 0;
 }
 
-static int json_array(json_scan *j, int depth, lua_Integer cut);
+static int json_array(json_scan *j, int depth, lua_Integer cut, json_pos *pos);
 static int json_object(json_scan *j, int depth);
 
 static int json_value(json_scan *j, int depth) {
@@ -384,7 +417,7 @@ static int json_value(json_scan *j, int depth) {
     case '{':
       return json_object(j, depth + 1);
     case '[':
-      return json_array(j, depth + 1, -1);
+      return json_array(j, depth + 1, -1, NULL);
     case '"':
       return json_string(j, NULL);
     case 't':
@@ -399,13 +432,26 @@ static int json_value(json_scan *j, int depth) {
   }
 }
 
+/* Notes the output position of the byte just copied (pos->at[]), or, with
+ * ahead, of the byte about to be. Only used when nothing is muted. */
+static void json_note(json_scan *j, json_pos *pos, int ahead) {
+  if (!pos) return;
+  json_flush(j);
+  if (pos->n == JSON_MAX_POS)
+    pos->over = 1;
+  else
+    pos->at[pos->n++] = j->on + (size_t)ahead;
+}
+
 /* An array at s[i] == '['; with cut >= 0 only its first cut elements are
- * copied (the rest is still checked). */
-static int json_array(json_scan *j, int depth, lua_Integer cut) {
+ * copied (the rest is still checked); pos (or NULL) notes its parts. */
+static int json_array(json_scan *j, int depth, lua_Integer cut, json_pos *pos) {
   if (depth > JSON_MAX_DEPTH) return json_fail(j, "nesting deeper than 64");
   j->i++;
+  json_note(j, pos, 0);
   json_ws(j);
   if (j->i < j->n && j->s[j->i] == ']') {
+    json_note(j, pos, 1);
     j->i++;
     return 0;
   }
@@ -418,6 +464,7 @@ static int json_array(json_scan *j, int depth, lua_Integer cut) {
   for (;;) {
     if (json_value(j, depth) < 0) return -1;
     k++;
+    json_note(j, pos, 0);
     json_ws(j);
     if (j->i >= j->n) return json_fail(j, "unexpected end in array");
     if (j->s[j->i] == ',') {
@@ -434,6 +481,7 @@ static int json_array(json_scan *j, int depth, lua_Integer cut) {
       json_flush(j);
       j->mute = saved;
     }
+    json_note(j, pos, 1);
     j->i++;
     return 0;
   }
@@ -537,6 +585,8 @@ typedef struct {
   int norder;
   int nm;
   int has_status, attrs_array, results_array;
+  int nresults, results_idx;     /* "results" members, the last one's index */
+  json_pos pos;                  /* its parts, when not cut */
   size_t status_off, status_len; /* the status string in the input */
   json_member m[JSON_MAX_TOP];   /* last: not cleared */
 } json_top;
@@ -582,8 +632,12 @@ static int json_top_object(json_scan *j, json_top *t) {
     size_t vstart = j->i;
     unsigned char first = j->i < j->n ? j->s[j->i] : 0;
     int rc;
+    if (KEY_IS("results")) {
+      t->nresults++;
+      t->results_idx = idx;
+    }
     if (KEY_IS("results") && first == '[')
-      rc = json_array(j, 2, t->cut);
+      rc = json_array(j, 2, t->cut, t->cut < 0 ? &t->pos : NULL);
     else
       rc = json_value(j, 1);
     if (rc < 0) return -1;
@@ -655,17 +709,23 @@ static void json_reorder(lua_State *L, char *out, size_t on, json_top *t) {
     if (k) out[pos++] = ',';
     memcpy(out + pos, copy + t->m[k].off, t->m[k].len);
     pos += t->m[k].len;
+    if (t->m[k].idx == t->results_idx)
+      for (int p = 0; p < t->pos.n; p++)
+        t->pos.at[p] = t->pos.at[p] - t->m[k].off + pos - t->m[k].len;
   }
   lua_pop(L, 1);
 }
 
 /* json_cut(text [, bound [, order]]) -> json, status, attributions_array,
- * results_array | nil, "reason at byte N". text must be one JSON object;
- * json is it compacted ("\/" written "/"), the top-level "results" array
- * cut to its first bound elements (no cut without bound), the top-level
- * members in order's order (a list of keys) then the rest by key, when
- * order is given. status is the top-level "status" string decoded, or nil;
- * the booleans tell whether html_attributions and results are arrays. */
+ * results_array [, parts] | nil, "reason at byte N". text must be one JSON
+ * object; json is it compacted ("\/" written "/"), the top-level "results"
+ * array cut to its first bound elements (no cut without bound), the
+ * top-level members in order's order (a list of keys) then the rest by
+ * key, when order is given. status is the top-level "status" string
+ * decoded, or nil; the booleans tell whether html_attributions and results
+ * are arrays. Without bound, when there is one "results" array of at most
+ * 64 elements, parts lists where in json its "[", the last byte of each
+ * element and its "]" are, so later cuts need no second scan. */
 static int l_json_cut(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
@@ -722,6 +782,14 @@ static int l_json_cut(lua_State *L) {
   }
   lua_pushboolean(L, t->attrs_array);
   lua_pushboolean(L, t->results_array);
+  if (t->cut < 0 && t->results_array && t->nresults == 1 && !t->pos.over) {
+    lua_createtable(L, t->pos.n, 0);
+    for (int k = 0; k < t->pos.n; k++) {
+      lua_pushinteger(L, (lua_Integer)t->pos.at[k]);
+      lua_rawseti(L, -2, k + 1);
+    }
+    return 5;
+  }
   return 4;
 }
 

@@ -54,9 +54,10 @@ function M.parse(resp)
       "google: the provider answered HTTP " .. tostring(resp.status))
   end
   if type(resp.body) == "string" then
-    local compact, status, attrs, results = json_cut(resp.body, nil, json.TOP_ORDER)
+    local compact, status, attrs, results, parts =
+      json_cut(resp.body, nil, json.TOP_ORDER)
     if compact and attrs and results and common.GOOD[status] then
-      return lazy.new(compact, status)
+      return lazy.new(compact, status, parts)
     end
   end
   local t = json.decode(resp.body)

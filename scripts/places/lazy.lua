@@ -6,7 +6,7 @@
 -- never looked at: they are only cut to the client's bound. So a provider
 -- whose answer is valid JSON in the legacy shape returns a lazy result:
 --
---   local r = lazy.new(compact, status)  -- from herdtext.json_cut
+--   local r = lazy.new(compact, status, parts)  -- from herdtext.json_cut
 --   r.status                  -- a real field, read at no cost
 --   lazy.cut(r, bound)        -- the reply JSON, cut in C (nil: use tables)
 --
@@ -65,12 +65,13 @@ len = function(t)
   return rawlen(t)
 end
 
--- A lazy result for compact, the text json_cut returned for an answer
--- whose top-level status is the string status.
-function M.new(compact, status)
+-- A lazy result for compact, the text json_cut returned (without a bound)
+-- for an answer whose top-level status is the string status; parts is
+-- what it returned last, if anything: where results' elements end.
+function M.new(compact, status, parts)
   return setmetatable({ status = status }, {
     __index = index, __newindex = newindex, __pairs = lazy_pairs, __len = len,
-    __name = "places.lazy", text = compact, status = status,
+    __name = "places.lazy", text = compact, status = status, parts = parts,
   })
 end
 
@@ -86,7 +87,14 @@ end
 -- untouched lazy result; else nil (encode the table instead).
 function M.cut(t, bound)
   if not M.untouched(t) then return nil end
-  return (herdtext.json_cut(getmetatable(t).text, bound))
+  local mt = getmetatable(t)
+  local text, parts = mt.text, mt.parts
+  if not parts then return (herdtext.json_cut(text, bound)) end
+  -- parts = { "[", end of element 1, ..., end of element n, "]" }: the
+  -- text up to element bound's end, then from the "]" on, no rescan.
+  local n = #parts - 2
+  if bound >= n then return text end
+  return text:sub(1, parts[bound + 1]) .. text:sub(parts[n + 2])
 end
 
 return M
