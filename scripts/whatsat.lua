@@ -13,7 +13,9 @@
 -- answer cache (places.cache_ms, default 0 = off) keeps good answers for
 -- that long; leave it off for the Google providers, whose terms limit
 -- caching. A watchdog answers every waiter with an error if a provider
--- never calls back, so a client never waits forever.
+-- never calls back, so a client never waits forever. An answer still
+-- lazy (places/lazy.lua: the google provider's, untouched by scripts) is
+-- cut as text in C; decoding and re-encoding cost more than the rest.
 local core = require "core"
 local places = require "places"
 local json = require "places.json"
