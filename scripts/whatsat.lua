@@ -13,10 +13,13 @@
 -- answer cache (places.cache_ms, default 0 = off) keeps good answers for
 -- that long; leave it off for the Google providers, whose terms limit
 -- caching. A watchdog answers every waiter with an error if a provider
--- never calls back, so a client never waits forever.
+-- never calls back, so a client never waits forever. An answer still
+-- lazy (places/lazy.lua: the google provider's, untouched by scripts) is
+-- cut as text in C; decoding and re-encoding cost more than the rest.
 local core = require "core"
 local places = require "places"
 local json = require "places.json"
+local lazy = require "places.lazy"
 local common = require "places.common"
 local location = require "location"
 
@@ -59,9 +62,16 @@ end
 -- (optional, one per answer) keeps the text per bound, so that many
 -- callers sharing an answer cost one encoding per distinct bound. (Not a
 -- weak table keyed by answer: ephemeron tables make every GC cycle pay.)
+-- A lazy result nobody has looked inside (places/lazy.lua) is cut as
+-- text, in C; any other result is copied, cut and encoded as tables.
 function M.encode(result, bound, memo)
   local text = memo and memo[bound]
   if text then return text end
+  text = lazy.cut(result, bound)
+  if text then
+    if memo then memo[bound] = text end
+    return text
+  end
   local cut = {}
   for k, v in pairs(result) do cut[k] = v end
   if type(cut.html_attributions) ~= "table" then cut.html_attributions = {} end

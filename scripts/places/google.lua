@@ -6,8 +6,17 @@
 -- wrong (no connection, timeout, HTTP error, JSON that does not parse)
 -- becomes status UNKNOWN_ERROR with an error_message. The key is sent only
 -- in the query string and never logged.
+--
+-- A good answer (OK or ZERO_RESULTS, with html_attributions and results
+-- arrays, strictly valid JSON) is checked and compacted in C and returned
+-- as a lazy result (places/lazy.lua): WHATSAT cuts the text without ever
+-- decoding it, unless a script looks inside. Everything else (errors, odd
+-- shapes, JSON the C checker refuses but lua-cjson accepts) is decoded
+-- into tables as before.
 local common = require "places.common"
 local json = require "places.json"
+local lazy = require "places.lazy"
+local json_cut = require("herdtext").json_cut
 
 local M = {
   name = "google",
@@ -43,6 +52,13 @@ function M.parse(resp)
   if resp.status ~= 200 then
     return common.error_result("UNKNOWN_ERROR",
       "google: the provider answered HTTP " .. tostring(resp.status))
+  end
+  if type(resp.body) == "string" then
+    local compact, status, attrs, results, parts =
+      json_cut(resp.body, nil, json.TOP_ORDER)
+    if compact and attrs and results and common.GOOD[status] then
+      return lazy.new(compact, status, parts)
+    end
   end
   local t = json.decode(resp.body)
   if type(t) ~= "table" or type(t.status) ~= "string" then

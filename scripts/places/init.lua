@@ -4,7 +4,8 @@
 --   places.search({ lat=, lon=, radius_km=, radius_m=, limit=,
 --                   location="+34.068930-118.445127" }, function(result) end)
 -- result is a table in the legacy Nearby Search shape (html_attributions,
--- results, status, error_message); every failure is a non-OK status.
+-- results, status, error_message); every failure is a non-OK status. It
+-- may be a lazy result (places/lazy.lua), decoded on first look inside.
 -- An unknown provider, or a Google provider without a key, is an error
 -- when this module loads, so a server (or --check) reports it at start-up.
 local core = require "core"
