@@ -1,6 +1,7 @@
 /* store: see store.h. */
 #include "store.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -165,6 +166,27 @@ int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
   store_rec_t **slot = find_h(client, client_len, h);
   store_rec_t *old = *slot;
   if (old && store_compare(sec, nsec, line, line_len, old) <= 0) return 0;
+  /* The version's digest: the line names the client, so line and timestamp
+   * identify it. */
+  uint64_t digest = hash_bytes(line, line_len,
+                               (uint64_t)sec * 1000000007ULL ^ (uint64_t)nsec) |
+                    1;
+  uint32_t leaf = leaf_of_hash(h);
+  if (old && malloc_usable_size(old) >= sizeof *old + client_len + line_len) {
+    /* A newer line for a known client nearly always fits the old block
+     * (lines differ by a digit or two): updated in place, the record keeps
+     * its chains and neither the allocator nor the leaf's chain is touched,
+     * which in a herd of busy servers sharing a core saves cache misses
+     * more than instructions. */
+    tree_apply(leaf, old->digest ^ digest);
+    bytes = bytes - old->line_len + line_len;
+    old->sec = sec;
+    old->nsec = nsec;
+    old->digest = digest;
+    old->line_len = (uint16_t)line_len;
+    memcpy(old->data + client_len, line, line_len);
+    return 1;
+  }
 
   store_rec_t *r = xmalloc(sizeof *r + client_len + line_len);
   r->sec = sec;
@@ -173,12 +195,7 @@ int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
   r->line_len = (uint16_t)line_len;
   memcpy(r->data, client, client_len);
   memcpy(r->data + client_len, line, line_len);
-  /* The line names the client, so line and timestamp identify the
-   * version. */
-  r->digest = hash_bytes(line, line_len,
-                         (uint64_t)sec * 1000000007ULL ^ (uint64_t)nsec) |
-              1;
-  uint32_t leaf = leaf_of_hash(h);
+  r->digest = digest;
   uint64_t delta = r->digest;
   if (old) {
     r->next = old->next;
