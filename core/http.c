@@ -253,6 +253,13 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
     r->too_big = 1;
     return 0; /* makes the transfer fail with CURLE_WRITE_ERROR */
   }
+  if (r->body.cap == 0) {
+    /* One allocation for the whole body when its length is announced
+     * (within the cap), not a doubling series. */
+    curl_off_t cl = -1;
+    curl_easy_getinfo(r->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+    if (cl > 0 && (size_t)cl <= r->max_bytes) buf_reserve(&r->body, (size_t)cl);
+  }
   buf_append(&r->body, p, len);
   return len;
 }

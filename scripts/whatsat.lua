@@ -22,6 +22,7 @@ local json = require "places.json"
 local lazy = require "places.lazy"
 local common = require "places.common"
 local location = require "location"
+local split_fields = require("herdtext").fields
 
 local M = {}
 
@@ -182,18 +183,17 @@ function M.command(conn, fields, line)
   if not radius or not bound then return invalid end
   local at_line = core.store.get(fields[2])
   if not at_line then return invalid end
-  local at = {}
-  for f in at_line:gmatch("%S+") do at[#at + 1] = f end
-  local lat, lon = location.parse(at[5] or "")
+  local _, _, _, _, loc = split_fields(at_line, 5)
+  local lat, lon = location.parse(loc or "")
   if not lat then return invalid end
 
   local radius_m = radius * 1000
   local q = {
-    lat = lat, lon = lon, location = at[5],
+    lat = lat, lon = lon, location = loc,
     radius_km = radius, radius_m = radius_m,
     limit = M.MAX_BOUND,
   }
-  local key = at[5] .. " " .. common.metres_text(radius_m)
+  local key = loc .. " " .. common.metres_text(radius_m)
 
   -- A provider or cache that answers at once gets a direct reply; anything
   -- else a deferred one.
