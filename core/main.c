@@ -560,6 +560,7 @@ int main(int argc, char **argv) {
   close_retired(1);
   free(retired);
   script_close(script_current());
+  script_pool_free();
   log_info("stopped (%ld Lua references were live, %ld left)", refs_before,
            script_live_refs());
   places_close();

@@ -70,19 +70,98 @@ const char *script_hook_name(hook_t hook) {
   return hook_info[hook].name;
 }
 
+/* Small blocks come from per-size free lists: every request makes and
+ * drops a few short strings (its line, its reply), freed in bulk by the
+ * collector, which overflows malloc's small caches. Lua gives the old size
+ * on every free and resize, so a block's class is always known. Bounded
+ * (POOL_KEEP blocks per class); off under AddressSanitizer, so that a use
+ * after free is still caught. */
+#define POOL_STEP 16
+#define POOL_CLASSES 16 /* blocks up to 256 bytes */
+#define POOL_KEEP 4096
+#if defined(__SANITIZE_ADDRESS__)
+#define POOL_ON 0
+#else
+#define POOL_ON 1
+#endif
+typedef struct pool_block {
+  struct pool_block *next;
+} pool_block_t;
+static struct {
+  pool_block_t *head;
+  unsigned n;
+} pool[POOL_CLASSES + 1];
+
+/* The class of a block of size n (1..POOL_CLASSES), or 0: malloc's. */
+static size_t pool_class(size_t n) {
+  size_t c = (n + POOL_STEP - 1) / POOL_STEP;
+  return POOL_ON && c <= POOL_CLASSES ? c : 0;
+}
+
+static void *pool_get(size_t c) {
+  pool_block_t *b = pool[c].head;
+  if (!b) return malloc(c * POOL_STEP);
+  pool[c].head = b->next;
+  pool[c].n--;
+  return b;
+}
+
+static void pool_put(size_t c, void *p) {
+  if (pool[c].n >= POOL_KEEP) {
+    free(p);
+    return;
+  }
+  pool_block_t *b = p;
+  b->next = pool[c].head;
+  pool[c].head = b;
+  pool[c].n++;
+}
+
+void script_pool_free(void) {
+  for (size_t c = 1; c <= POOL_CLASSES; c++) {
+    while (pool[c].head) {
+      pool_block_t *b = pool[c].head;
+      pool[c].head = b->next;
+      free(b);
+    }
+    pool[c].n = 0;
+  }
+}
+
+/* A block of nsize for ptr (osize), from its class or malloc. */
+static void *pool_realloc(void *ptr, size_t osize, size_t nsize) {
+  size_t oc = ptr ? pool_class(osize) : 0, nc = pool_class(nsize);
+  if (ptr && oc == 0 && nc == 0) return realloc(ptr, nsize);
+  if (ptr && oc == nc) return ptr; /* the block already has room */
+  void *p = nc ? pool_get(nc) : malloc(nsize);
+  if (!p || !ptr) return p;
+  memcpy(p, ptr, osize < nsize ? osize : nsize);
+  if (oc)
+    pool_put(oc, ptr);
+  else
+    free(ptr);
+  return p;
+}
+
 /* The counting allocator: refusing to grow past the cap makes Lua raise a
  * memory error in the script, which script_call reports like any error. */
 static void *alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   script_state_t *s = ud;
   size_t old = ptr ? osize : 0;
   if (nsize == 0) {
-    free(ptr);
+    if (ptr) {
+      size_t c = pool_class(osize);
+      if (c)
+        pool_put(c, ptr);
+      else
+        free(ptr);
+    }
     s->mem -= old;
     return NULL;
   }
   if (s->mem_limit && nsize > old && s->mem + (nsize - old) > s->mem_limit)
     return NULL;
-  void *p = realloc(ptr, nsize);
+  void *p = pool_realloc(ptr, old, nsize);
   if (p) s->mem = s->mem - old + nsize;
   return p;
 }

@@ -36,6 +36,8 @@ void script_watchdog_start(void);
 lua_State *script_open(const script_limits_t *limits, const char *script_dir,
                        const char *extra_dir, char *err, size_t errlen);
 void script_close(lua_State *L);
+/* Frees the small blocks the Lua allocator keeps for reuse (at exit). */
+void script_pool_free(void);
 /* Sets the memory cap (bytes) and instruction budget once the config says. */
 void script_set_limits(lua_State *L, size_t memory, long budget);
 /* Puts dir (the config's directory) first on package.path. */
