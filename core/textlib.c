@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #define MAX_FIELDS 64
 #define MAX_SECONDS_DIGITS 18 /* keeps every difference inside int64 */
 #define NS 1000000000LL
@@ -212,19 +216,51 @@ typedef struct {
   size_t len;
 } span_t;
 
+/* Bit k set when s[k] is white space, for k < n <= 16; bits from n on set
+ * too, so that a field running to the end closes there. */
+static uint32_t space_mask(const char *s, size_t n) {
+  uint32_t m = 0;
+#ifdef __SSE2__
+  if (n == 16) {
+    __m128i v = _mm_loadu_si128((const __m128i *)s);
+    /* space, or \t..\r: (v - 9) <= 4 unsigned */
+    __m128i ctl = _mm_sub_epi8(v, _mm_set1_epi8(9));
+    __m128i is_ctl = _mm_cmpeq_epi8(_mm_min_epu8(ctl, _mm_set1_epi8(4)), ctl);
+    __m128i is_sp = _mm_cmpeq_epi8(v, _mm_set1_epi8(' '));
+    return (uint32_t)_mm_movemask_epi8(_mm_or_si128(is_ctl, is_sp));
+  }
+#endif
+  for (size_t k = 0; k < n; k++)
+    m |= (uint32_t)is_space((unsigned char)s[k]) << k;
+  return m | (0xffffu << n & 0xffffu);
+}
+
 /* Up to max fields of s into f; returns how many there are, up to max + 1
- * (so "more than max" shows). */
+ * (so "more than max" shows). Sixteen bytes are classified at a time, and
+ * field edges found from the masks: this runs on every line. */
 static int split(const char *s, size_t n, span_t *f, int max) {
   int count = 0;
-  size_t i = 0;
-  while (count <= max) {
-    while (i < n && is_space((unsigned char)s[i]))
-      i++;
-    if (i == n) break;
-    size_t start = i;
-    while (i < n && !is_space((unsigned char)s[i]))
-      i++;
-    if (count < max) f[count] = (span_t){s + start, i - start};
+  uint32_t prev_space = 1; /* before the string */
+  size_t start = 0;
+  for (size_t base = 0; base < n && count <= max; base += 16) {
+    size_t len = n - base < 16 ? n - base : 16;
+    uint32_t m = space_mask(s + base, len);
+    uint32_t before = ((m << 1) | prev_space) & 0xffffu; /* s[k - 1] */
+    uint32_t edges = (~m & before) | (m & ~before & 0xffffu);
+    prev_space = m >> 15 & 1;
+    while (edges && count <= max) {
+      unsigned k = (unsigned)__builtin_ctz(edges);
+      edges &= edges - 1;
+      if (!(m >> k & 1)) {
+        start = base + k; /* a field starts */
+      } else {
+        if (count < max) f[count] = (span_t){s + start, base + k - start};
+        count++;
+      }
+    }
+  }
+  if (!prev_space && count <= max) { /* a field runs to the end */
+    if (count < max) f[count] = (span_t){s + start, n - start};
     count++;
   }
   return count;

@@ -45,6 +45,29 @@ describe("herdtext.iamat", function()
     assert.equal(long, client)
     assert.equal(("AT %s +1621464827.223371889 %s +1+1 1"):format(long, long), at)
   end)
+  it("splits on any run of white space wherever the fields fall", function()
+    -- Fields of every length around the 16-byte blocks the scanner reads.
+    local ws = { " ", "\t", "\v", "\f", "\r", "  ", " \t " }
+    local rng = 12345
+    local function rand(n)
+      rng = (rng * 1103515245 + 12345) % 2147483648
+      return rng % n + 1
+    end
+    local function gap() return ws[rand(#ws)] end
+    for _ = 1, 500 do
+      local client = string.rep("c", rand(40))
+      local loc = "+" .. string.rep("1", rand(2)) .. "." .. string.rep("5", rand(20)) .. "-1"
+      local time = string.rep("7", rand(12)) .. "." .. string.rep("3", rand(9))
+      local lead = rand(3) == 1 and gap() or ""
+      local trail = rand(3) == 1 and gap() or ""
+      local line = lead .. "IAMAT" .. gap() .. client .. gap() .. loc .. gap() .. time .. trail
+      local got, _, _, at = text.iamat(line, "S", NOW)
+      assert.equal(client, got, ("%q"):format(line))
+      assert.equal(client .. " " .. loc .. " " .. time, at:match("^AT S %S+ (.*)$"))
+      assert.is_nil(text.iamat(line .. gap() .. "x", "S", NOW))
+      assert.is_nil(text.iamat(lead .. "IAMAT" .. gap() .. client .. gap() .. loc, "S", NOW))
+    end
+  end)
   for _, bad in ipairs({ "", "IAMAT", "IAMAT kiwi", "IAMAT kiwi +34-118",
       "IAMAT kiwi +34-118 1.5 extra", "IAMAT kiwi 34-118 1.5",
       "IAMAT kiwi +34-118 1.1234567890", "IAMAT kiwi +34-118 -5",
