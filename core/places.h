@@ -28,12 +28,13 @@
  * admin1/admin2 are "" when unknown. */
 typedef struct places_hit {
   const char *name;
-  const char *admin1; /* state, region...: "California" */
-  const char *admin2; /* county...: "Los Angeles County" */
-  char country[3];    /* ISO 3166-1 alpha-2, "" when unknown */
-  double lat, lon;    /* degrees */
-  double distance_m;  /* great-circle distance from the query point */
-  uint64_t id;        /* stable id derived from the source entry */
+  const char *admin1;     /* state, region...: "California" */
+  const char *admin2;     /* county...: "Los Angeles County" */
+  char country[3];        /* ISO 3166-1 alpha-2, "" when unknown */
+  double lat, lon;        /* degrees */
+  int32_t lat_e5, lon_e5; /* the same, as the file has them: degrees * 1e5 */
+  double distance_m;      /* great-circle distance from the query point */
+  uint64_t id;            /* stable id derived from the source entry */
 } places_hit_t;
 
 /* Maps and validates a places file, replacing any file open before (only
