@@ -396,6 +396,8 @@ int places_query(double lat, double lon, double radius_m, int limit,
     o->country[0] = rec->country[0];
     o->country[1] = rec->country[0] ? rec->country[1] : '\0';
     o->country[2] = '\0';
+    o->lat_e5 = rec->lat_e5;
+    o->lon_e5 = rec->lon_e5;
     o->lat = rec->lat_e5 / 1e5;
     o->lon = rec->lon_e5 / 1e5;
     double half = sqrt(top.c2) / 2;
@@ -408,12 +410,10 @@ int places_query(double lat, double lon, double radius_m, int limit,
 
 /* ---- Lua --------------------------------------------------------------- */
 
-/* Field names, kept as upvalues of the Lua functions so that building a
- * result hashes no key (a query's cost is mostly these tables). */
-static const char *const lua_keys[] = {
-    "name",      "lat",        "lon",      "country",  "admin1",   "admin2",
-    "id",        "distance_m", "geometry", "location", "lng",      "place_id",
-    "reference", "types",      "vicinity", "locality", "political"};
+/* Field names, kept as upvalues of places_near so that building a result
+ * hashes no key (a query's cost is mostly these tables). */
+static const char *const lua_keys[] = {"name",   "lat",    "lon", "country",
+                                       "admin1", "admin2", "id",  "distance_m"};
 enum {
   K_NAME = 1,
   K_LAT,
@@ -423,16 +423,7 @@ enum {
   K_ADMIN2,
   K_ID,
   K_DIST,
-  K_GEOMETRY,
-  K_LOCATION,
-  K_LNG,
-  K_PLACE_ID,
-  K_REFERENCE,
-  K_TYPES,
-  K_VICINITY,
-  K_LOCALITY,
-  K_POLITICAL,
-  K_COUNT = K_POLITICAL
+  K_COUNT = K_DIST
 };
 
 static void set_str(lua_State *L, int key, const char *v, size_t len) {
@@ -447,15 +438,15 @@ static void set_num(lua_State *L, int key, double v) {
   lua_rawset(L, -3);
 }
 
-/* Runs a query for places_near / places_legacy: checks the arguments,
- * opens the default file lazily, and on success leaves hits in *out (the
- * stack buffer, or a userdata pushed on L for large limits) and returns the
+/* Runs a query for places_near / places_json: checks the arguments, opens
+ * the default file lazily, and on success leaves hits in *out (the stack
+ * buffer, or a userdata pushed on L for large limits) and returns the
  * count; on failure pushes nil, err and returns -1. */
-static int lua_query(lua_State *L, places_hit_t *stack, places_hit_t **out) {
+static int lua_query(lua_State *L, lua_Integer limit, places_hit_t *stack,
+                     places_hit_t **out) {
   double lat = luaL_checknumber(L, 1);
   double lon = luaL_checknumber(L, 2);
   double radius = luaL_checknumber(L, 3);
-  lua_Integer limit = luaL_optinteger(L, 4, 20);
   char err[512];
   if (!pl.map && !open_tried) {
     if (places_open(NULL, err, sizeof err) < 0) log_warn("%s", err);
@@ -466,7 +457,7 @@ static int lua_query(lua_State *L, places_hit_t *stack, places_hit_t **out) {
     return -1;
   }
   /* Large answers go in a userdata so that nothing leaks if building the
-   * tables raises (the state's memory cap). */
+   * answer raises (the state's memory cap). */
   places_hit_t *hits = stack;
   if (limit > PLACES_STACK_LIMIT)
     hits = lua_newuserdatauv(L, sizeof *hits * (size_t)limit, 0);
@@ -489,7 +480,7 @@ static void hex_id(uint64_t id, char out[16]) {
 /* core.places_near(lat, lon, radius_m, limit) */
 static int l_places_near(lua_State *L) {
   places_hit_t stack[PLACES_STACK_LIMIT], *hits;
-  int n = lua_query(L, stack, &hits);
+  int n = lua_query(L, luaL_optinteger(L, 4, 20), stack, &hits);
   if (n < 0) return 2;
   lua_createtable(L, n, 0);
   for (int i = 0; i < n; i++) {
@@ -511,60 +502,166 @@ static int l_places_near(lua_State *L) {
   return 1;
 }
 
-/* Appends s and a separator to the vicinity being built. */
-static size_t vic_add(char *buf, size_t at, size_t cap, const char *s) {
-  size_t n = strlen(s);
-  if (!n) return at;
-  if (at) {
-    if (at + 2 >= cap) return at;
-    memcpy(buf + at, ", ", 2);
-    at += 2;
+/* ---- the legacy answer as JSON text ------------------------------------ */
+
+/* Bytes a JSON string escapes, as places/json.lua's writer does (and
+ * lua-cjson, but for its "\/"): 0 passes through (UTF-8 included), else
+ * the letter of a short escape, or 'u' for \u00XX. */
+/* clang-format off */
+static const unsigned char json_esc[256] = {
+  'u','u','u','u','u','u','u','u','b','t','n','u','f','r','u','u',
+  'u','u','u','u','u','u','u','u','u','u','u','u','u','u','u','u',
+  0,0,'"',0,0,0,0,0,0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+  0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0,0,0,0,0,'\\',0,0,0,
+  0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,'u',
+};
+/* clang-format on */
+
+/* Writes s (NUL-terminated), escaped but without quotes, at p; at most
+ * 6 * strlen(s) bytes. Returns the end. */
+static char *json_str(char *p, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *u = (const unsigned char *)s;
+  for (;;) {
+    const unsigned char *run = u;
+    while (*u && !json_esc[*u])
+      u++;
+    memcpy(p, run, (size_t)(u - run));
+    p += u - run;
+    if (!*u) return p;
+    unsigned char e = json_esc[*u];
+    *p++ = '\\';
+    *p++ = (char)e;
+    if (e == 'u') {
+      memcpy(p, "00", 2);
+      p[2] = hex[*u >> 4];
+      p[3] = hex[*u & 15];
+      p += 4;
+    }
+    u++;
   }
-  if (n > cap - at) n = cap - at;
-  memcpy(buf + at, s, n);
-  return at + n;
 }
 
-/* core.places_legacy(lat, lon, radius_m, limit): the same query, as the
- * `results` of Google's legacy Nearby Search (scripts/places/local.lua
- * documents the shape and builds the same tables from places_near when
- * this function is missing; tests/unit/places_index_spec.lua checks that
- * the two agree). Building them here is about three times faster. */
-static int l_places_legacy(lua_State *L) {
-  places_hit_t stack[PLACES_STACK_LIMIT], *hits;
-  int n = lua_query(L, stack, &hits);
-  if (n < 0) return 2;
-  lua_createtable(L, n, 0);
+/* Writes v / 1e5 at p as "%.14g" would (what the table path's writers,
+ * lua-cjson and places/json.lua, print for the double lat_e5 / 1e5): the
+ * decimal digits themselves, trailing zeros dropped, without printf's
+ * cost. |v| < 10 would be "1e-05"-style, so printf does those. At most
+ * 16 bytes. Returns the end. */
+static char *json_e5(char *p, int32_t v) {
+  if (v != 0 && v > -10 && v < 10) return p + snprintf(p, 16, "%.14g", v / 1e5);
+  uint32_t u = v < 0 ? (uint32_t)(-(int64_t)v) : (uint32_t)v;
+  if (v < 0) *p++ = '-';
+  uint32_t whole = u / 100000, frac = u % 100000;
+  char digits[10];
+  int nd = 0;
+  do {
+    digits[nd++] = (char)('0' + whole % 10);
+    whole /= 10;
+  } while (whole);
+  while (nd)
+    *p++ = digits[--nd];
+  if (frac) {
+    *p++ = '.';
+    for (uint32_t d = 10000; frac; d /= 10) {
+      *p++ = (char)('0' + frac / d);
+      frac %= d;
+    }
+  }
+  return p;
+}
+
+#define PLACES_JSON_HIT_FIXED 256 /* keys, punctuation, numbers, the id */
+
+/* Writes the legacy Nearby Search answer for hits[0..n) into b as compact
+ * JSON and notes in parts where the "results" array's "[", the last byte of
+ * each element and its "]" are (1-based, n + 2 entries). One buffer, sized
+ * up front for the worst case (every byte escaped as \u00XX). */
+static void json_answer(luaL_Buffer *b, const places_hit_t *hits, int n,
+                        const char *status, const char *attribution,
+                        size_t *parts) {
+  size_t cap = 128 + strlen(status) + 6 * strlen(attribution);
+  for (int i = 0; i < n; i++)
+    cap += PLACES_JSON_HIT_FIXED +
+           6 * (strlen(hits[i].name) + strlen(hits[i].admin1) +
+                strlen(hits[i].admin2) + strlen(hits[i].country));
+  char *start = luaL_prepbuffsize(b, cap), *p = start;
+#define PUT(lit) (memcpy(p, lit, sizeof lit - 1), p += sizeof lit - 1)
+  PUT("{\"html_attributions\":[");
+  if (*attribution) {
+    *p++ = '"';
+    p = json_str(p, attribution);
+    *p++ = '"';
+  }
+  PUT("],\"results\":[");
+  parts[0] = (size_t)(p - start);
   for (int i = 0; i < n; i++) {
     const places_hit_t *h = &hits[i];
-    char id[22] = "local:", vic[512];
+    char id[22] = "local:";
     hex_id(h->id, id + 6);
-    size_t vn = vic_add(vic, 0, sizeof vic, h->admin2);
-    vn = vic_add(vic, vn, sizeof vic, h->admin1);
-    vn = vic_add(vic, vn, sizeof vic, h->country);
-    lua_createtable(L, 0, 6);
-    lua_pushvalue(L, lua_upvalueindex(K_GEOMETRY));
-    lua_createtable(L, 0, 1); /* geometry */
-    lua_pushvalue(L, lua_upvalueindex(K_LOCATION));
-    lua_createtable(L, 0, 2); /* location */
-    set_num(L, K_LAT, h->lat);
-    set_num(L, K_LNG, h->lon);
-    lua_rawset(L, -3); /* geometry.location */
-    lua_rawset(L, -3); /* result.geometry */
-    set_str(L, K_NAME, h->name, strlen(h->name));
-    set_str(L, K_PLACE_ID, id, sizeof id);
-    set_str(L, K_REFERENCE, id, sizeof id);
-    lua_pushvalue(L, lua_upvalueindex(K_TYPES));
-    lua_createtable(L, 2, 0);
-    lua_pushvalue(L, lua_upvalueindex(K_LOCALITY));
-    lua_rawseti(L, -2, 1);
-    lua_pushvalue(L, lua_upvalueindex(K_POLITICAL));
-    lua_rawseti(L, -2, 2);
-    lua_rawset(L, -3); /* result.types */
-    set_str(L, K_VICINITY, vic, vn);
-    lua_rawseti(L, -2, i + 1);
+    if (i) *p++ = ',';
+    PUT("{\"geometry\":{\"location\":{\"lat\":");
+    p = json_e5(p, h->lat_e5);
+    PUT(",\"lng\":");
+    p = json_e5(p, h->lon_e5);
+    PUT("}},\"name\":\"");
+    p = json_str(p, h->name);
+    PUT("\",\"place_id\":\"");
+    memcpy(p, id, sizeof id);
+    p += sizeof id;
+    PUT("\",\"reference\":\"");
+    memcpy(p, id, sizeof id);
+    p += sizeof id;
+    PUT("\",\"types\":[\"locality\",\"political\"],\"vicinity\":\"");
+    /* admin2, admin1, country: the known ones, joined by ", ". */
+    const char *vic[3] = {h->admin2, h->admin1, h->country};
+    int any = 0;
+    for (int k = 0; k < 3; k++) {
+      if (!*vic[k]) continue;
+      if (any) PUT(", ");
+      p = json_str(p, vic[k]);
+      any = 1;
+    }
+    PUT("\"}");
+    parts[i + 1] = (size_t)(p - start);
   }
-  return 1;
+  *p++ = ']';
+  parts[n + 1] = (size_t)(p - start);
+  PUT(",\"status\":\"");
+  p = json_str(p, status);
+  PUT("\"}");
+#undef PUT
+  luaL_addsize(b, (size_t)(p - start));
+}
+
+/* core.places_json(lat, lon, radius_m, limit [, attribution]) -> json,
+ * status, parts | nil, err: the query's whole legacy answer as JSON text
+ * (the shape scripts/places/local.lua documents), for WHATSAT to cut as
+ * text: building and encoding Lua tables cost several times the query.
+ * status is "OK" when a place is in range (limit 0 included: one place is
+ * looked for), else "ZERO_RESULTS"; parts as herdtext.json_cut gives
+ * them. */
+static int l_places_json(lua_State *L) {
+  lua_Integer limit = luaL_checkinteger(L, 4);
+  const char *attribution = luaL_optstring(L, 5, "");
+  places_hit_t stack[PLACES_STACK_LIMIT], *hits;
+  int n = lua_query(L, limit > 0 ? limit : limit == 0 ? 1 : -1, stack, &hits);
+  if (n < 0) return 2;
+  const char *status = n > 0 ? "OK" : "ZERO_RESULTS";
+  if (limit == 0) n = 0;
+  size_t parts_stack[PLACES_STACK_LIMIT + 2], *parts = parts_stack;
+  if (n > PLACES_STACK_LIMIT)
+    parts = lua_newuserdatauv(L, sizeof *parts * ((size_t)n + 2), 0);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  json_answer(&b, hits, n, status, attribution, parts);
+  luaL_pushresult(&b);
+  lua_pushstring(L, status);
+  lua_createtable(L, n + 2, 0);
+  for (int k = 0; k < n + 2; k++) {
+    lua_pushinteger(L, (lua_Integer)parts[k]);
+    lua_rawseti(L, -2, k + 1);
+  }
+  return 3;
 }
 
 /* core.places_info() -> { path=, count=, source= } | nil, err */
@@ -591,10 +688,8 @@ void places_lua_register(lua_State *L) {
     lua_pushstring(L, lua_keys[i]);
   lua_pushcclosure(L, l_places_near, K_COUNT);
   lua_setfield(L, -2, "places_near");
-  for (int i = 0; i < K_COUNT; i++)
-    lua_pushstring(L, lua_keys[i]);
-  lua_pushcclosure(L, l_places_legacy, K_COUNT);
-  lua_setfield(L, -2, "places_legacy");
+  lua_pushcfunction(L, l_places_json);
+  lua_setfield(L, -2, "places_json");
   lua_pushcfunction(L, l_places_info);
   lua_setfield(L, -2, "places_info");
 }

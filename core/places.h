@@ -28,12 +28,13 @@
  * admin1/admin2 are "" when unknown. */
 typedef struct places_hit {
   const char *name;
-  const char *admin1; /* state, region...: "California" */
-  const char *admin2; /* county...: "Los Angeles County" */
-  char country[3];    /* ISO 3166-1 alpha-2, "" when unknown */
-  double lat, lon;    /* degrees */
-  double distance_m;  /* great-circle distance from the query point */
-  uint64_t id;        /* stable id derived from the source entry */
+  const char *admin1;     /* state, region...: "California" */
+  const char *admin2;     /* county...: "Los Angeles County" */
+  char country[3];        /* ISO 3166-1 alpha-2, "" when unknown */
+  double lat, lon;        /* degrees */
+  int32_t lat_e5, lon_e5; /* the same, as the file has them: degrees * 1e5 */
+  double distance_m;      /* great-circle distance from the query point */
+  uint64_t id;            /* stable id derived from the source entry */
 } places_hit_t;
 
 /* Maps and validates a places file, replacing any file open before (only
@@ -70,7 +71,14 @@ int places_query(double lat, double lon, double radius_m, int limit,
  * at start still answers (at the cost of a few milliseconds on that first
  * query); after an explicit places_open, failed or closed, it never opens
  * anything by itself. */
-/* Also adds places_info: core.places_info() -> { path=, count=, source= }
+/* Also adds
+ *   core.places_json(lat, lon, radius_m, limit [, attribution]) -> json,
+ *     status, parts | nil, err
+ * the legacy Nearby Search answer for the same query as compact JSON text
+ * (docs/core-api.md has its exact shape), status "OK" or "ZERO_RESULTS",
+ * and parts as herdtext.json_cut gives them, so the local provider's
+ * answers are cut as text and never built as tables unless a script looks
+ * inside; and places_info: core.places_info() -> { path=, count=, source= }
  * | nil, err. */
 void places_lua_register(lua_State *L);
 

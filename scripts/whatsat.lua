@@ -14,8 +14,9 @@
 -- that long; leave it off for the Google providers, whose terms limit
 -- caching. A watchdog answers every waiter with an error if a provider
 -- never calls back, so a client never waits forever. An answer still
--- lazy (places/lazy.lua: the google provider's, untouched by scripts) is
--- cut as text in C; decoding and re-encoding cost more than the rest.
+-- lazy (places/lazy.lua: the google and local providers', untouched by
+-- scripts) is cut as text; decoding or building tables and encoding them
+-- cost more than the rest.
 local core = require "core"
 local places = require "places"
 local json = require "places.json"

@@ -7,6 +7,8 @@
 -- whose answer is valid JSON in the legacy shape returns a lazy result:
 --
 --   local r = lazy.new(compact, status, parts)  -- from herdtext.json_cut
+--                                               -- (google) or
+--                                               -- core.places_json (local)
 --   r.status                  -- a real field, read at no cost
 --   lazy.cut(r, bound)        -- the reply JSON, cut in C (nil: use tables)
 --
@@ -66,8 +68,9 @@ len = function(t)
 end
 
 -- A lazy result for compact, the text json_cut returned (without a bound)
--- for an answer whose top-level status is the string status; parts is
--- what it returned last, if anything: where results' elements end.
+-- for an answer whose top-level status is the string status, or that
+-- core.places_json wrote; parts is what either returned last, if
+-- anything: where results' elements end.
 function M.new(compact, status, parts)
   return setmetatable({ status = status }, {
     __index = index, __newindex = newindex, __pairs = lazy_pairs, __len = len,

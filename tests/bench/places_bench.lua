@@ -7,18 +7,20 @@
 --
 -- Prints the time to map and validate the file, then the time per query of
 -- core.places_near (the C index plus building the Lua result tables), of
--- core.places_legacy (the same, as legacy-shaped results), of the
--- provider's whole answer (places.local.search), and of that answer encoded
--- as JSON with lua-cjson, at radii 1, 10 and 50 km with limit 20, for
--- query points near real places (the dense, expensive case) and anywhere
--- on the globe (mostly ocean). Single-threaded, in this process: pin it
--- with taskset to keep other work off its core.
+-- core.places_json (the C index plus writing the legacy answer as JSON
+-- text), of the provider's whole answer (places.local.search: a lazy result
+-- over that text), of that answer cut to a bound of 5 as WHATSAT cuts it
+-- (places.lazy.cut), and of the table path it replaced (places_near mapped
+-- to legacy tables in Lua, encoded by places.json as WHATSAT did), at radii
+-- 1, 10 and 50 km with limit 20, for query points near real places (the
+-- dense, expensive case) and anywhere on the globe (mostly ocean).
+-- Single-threaded, in this process: pin it with taskset to keep other work
+-- off its core.
 package.path = "scripts/?.lua;tests/?.lua;" .. package.path
-package.cpath = "build/test/?.so;" .. package.cpath
+package.cpath = "build/test/?.so;build/?.so;" .. package.cpath
 
 assert(os.execute("make -s -C tests/c"), "make -C tests/c failed")
 local pc = require "places_core"
-local cjson = require "cjson"
 local clock = os.clock
 
 local file = arg[1] or pc.default_path()
@@ -60,8 +62,15 @@ do
   end
 end
 
-package.loaded.core = pc -- places_near, places_legacy, places_info
+-- The provider as the server runs it, and as it was before places_json:
+-- its table path, taken when the core lacks places_json.
+package.loaded.core = setmetatable({ places_json = false }, { __index = pc })
+local json = require "places.json"
+local tables_provider = require "places.local"
+package.loaded["places.local"] = nil
+package.loaded.core = pc -- places_near, places_json, places_info
 local provider = require "places.local"
+local lazy = require "places.lazy"
 
 local fn_name = {}
 local function run(label, pts, radius_m, fn)
@@ -73,7 +82,7 @@ local function run(label, pts, radius_m, fn)
     found = found + fn(lats[i], lons[i], radius_m)
   end
   local dt = clock() - start
-  print(string.format("  %-9s %2d km  %-26s %7.2f us/query  (%.1f results)",
+  print(string.format("  %-9s %2d km  %-28s %7.2f us/query  (%.1f results)",
     label, radius_m // 1000, fn_name[fn], dt / #lats * 1e6,
     found / #lats))
 end
@@ -81,34 +90,48 @@ end
 local function near_only(lat, lon, r)
   return #pc.places_near(lat, lon, r, 20)
 end
+local function json_only(lat, lon, r)
+  local _, _, parts = pc.places_json(lat, lon, r, 20, provider.ATTRIBUTION)
+  return #parts - 2
+end
 local function provider_only(lat, lon, r)
   local n
   provider.search({ lat = lat, lon = lon, radius_m = r, limit = 20 },
-    function(res) n = #res.results end)
+    function(res) n = #getmetatable(res).parts - 2 end)
   return n
 end
-local function provider_json(lat, lon, r)
+local function provider_cut(lat, lon, r)
   local n
   provider.search({ lat = lat, lon = lon, radius_m = r, limit = 20 },
     function(res)
-      n = #res.results
-      local _ = cjson.encode(res)
+      n = #getmetatable(res).parts - 2
+      local _ = lazy.cut(res, 5)
     end)
   return n
 end
-local function legacy_only(lat, lon, r)
-  return #pc.places_legacy(lat, lon, r, 20)
+local function tables_encode(lat, lon, r)
+  local n
+  tables_provider.search({ lat = lat, lon = lon, radius_m = r, limit = 20 },
+    function(res)
+      n = #res.results
+      local cut = {}
+      for k, v in pairs(res) do cut[k] = v end
+      cut.results = { table.unpack(res.results, 1, math.min(5, n)) }
+      local _ = json.encode(cut, json.TOP_ORDER)
+    end)
+  return n
 end
 fn_name[near_only] = "core.places_near"
-fn_name[legacy_only] = "core.places_legacy"
-fn_name[provider_only] = "places.local search"
-fn_name[provider_json] = "search + cjson.encode"
+fn_name[json_only] = "core.places_json"
+fn_name[provider_only] = "places.local search (lazy)"
+fn_name[provider_cut] = "search + lazy.cut to 5"
+fn_name[tables_encode] = "old: tables + json.encode 5"
 
 print(string.format("  %d queries each, limit 20, CPU time per query:", N))
 for _, set in ipairs({ "near", "anywhere" }) do
   for _, r in ipairs({ 1000, 10000, 50000 }) do
-    for _, fn in ipairs({ near_only, legacy_only, provider_only,
-      provider_json }) do
+    for _, fn in ipairs({ near_only, json_only, provider_only, provider_cut,
+      tables_encode }) do
       run(set, sets[set], r, fn)
     end
   end

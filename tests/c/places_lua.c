@@ -6,7 +6,8 @@
  *   pc.open(path) -> true | nil, err     (path nil: the default file)
  *   pc.close()
  *   pc.default_path() -> string
- *   pc.places_near(...), pc.places_info()   exactly as core.* */
+ *   pc.places_near(...), pc.places_json(...), pc.places_info()
+ *                                        exactly as core.* */
 #include <lauxlib.h>
 #include <lua.h>
 

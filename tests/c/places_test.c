@@ -7,6 +7,9 @@
  *                                            must fail to open or answer
  *                                            safely; truncations must fail
  *   build/test/places_test --time FILE       open time and time per query
+ *   build/test/places_test --json            the JSON writer's numbers and
+ *                                            string escapes against printf
+ *                                            and a byte-by-byte reference
  *
  * Prints one summary line; exits 0 when every check passed. Run it under
  * SANITIZE=1 (make -C tests/c SANITIZE=1) to catch any read outside the map. */
@@ -338,14 +341,62 @@ static int timing(const char *path) {
   return 0;
 }
 
+/* json_e5 must print what "%.14g" prints for v / 1e5 (the table path's
+ * writers do that); json_str must escape exactly ", \\, the bytes below
+ * 0x20 and 0x7f, the way places/json.lua's writer does. */
+static void check_e5(int32_t v) {
+  char want[32], got[32];
+  snprintf(want, sizeof want, "%.14g", v / 1e5);
+  *json_e5(got, v) = '\0';
+  CHECK(strcmp(want, got) == 0, "json_e5(%d): %s, printf %s", (int)v, got,
+        want);
+}
+
+static int json_check(void) {
+  long n = 0;
+  for (int32_t v = -1000000; v <= 1000000; v++, n++)
+    check_e5(v);
+  static const int32_t edges[] = {-18000000, 18000000, -9000000, 9000000,
+                                  -17999999, 17999999, 10000000, -10000000};
+  for (size_t k = 0; k < sizeof edges / sizeof edges[0]; k++, n++)
+    check_e5(edges[k]);
+  for (int k = 0; k < 1000000; k++, n++)
+    check_e5((int32_t)(next_u64() % 36000001) - 18000000);
+
+  static const char *const named = "\"\\\b\f\n\r\t";
+  static const char *const letter = "\"\\bfnrt";
+  for (int c = 1; c < 256; c++) {
+    char in[4] = {'a', (char)c, 'z', 0}, out[32], want[32];
+    *json_str(out, in) = '\0';
+    const char *at = strchr(named, c);
+    if (at)
+      snprintf(want, sizeof want, "a\\%cz", letter[at - named]);
+    else if (c < 0x20 || c == 0x7f)
+      snprintf(want, sizeof want, "a\\u%04xz", c);
+    else
+      snprintf(want, sizeof want, "a%cz", c);
+    CHECK(strcmp(out, want) == 0, "json_str byte %d: %s, want %s", c, out,
+          want);
+  }
+  char out[64];
+  *json_str(out, "") = '\0';
+  CHECK(out[0] == 0, "json_str of \"\"");
+  *json_str(out, "\xe6\x97\xa5\"\x01") = '\0';
+  CHECK(strcmp(out, "\xe6\x97\xa5\\\"\\u0001") == 0, "json_str mixed: %s", out);
+  printf("places_test: json: %ld numbers and 255 bytes checked, %d failures\n",
+         n, failures);
+  return failures != 0;
+}
+
 int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "--fuzz") == 0)
     return fuzz(argv[2], argc > 3 ? atoi(argv[3]) : 3000);
   if (argc >= 3 && strcmp(argv[1], "--time") == 0) return timing(argv[2]);
+  if (argc >= 2 && strcmp(argv[1], "--json") == 0) return json_check();
   if (argc >= 2 && argv[1][0] != '-')
     return cross_check(argv[1], argc > 2 ? atoi(argv[2]) : 2000);
-  fprintf(
-      stderr,
-      "usage: places_test FILE [QUERIES] | --fuzz FILE [N] | --time FILE\n");
+  fprintf(stderr,
+          "usage: places_test FILE [QUERIES] | --fuzz FILE [N] | --time FILE | "
+          "--json\n");
   return 2;
 }

@@ -1,7 +1,9 @@
 -- WHATSAT with the `local` provider against real build/herd processes: the
 -- committed sample of GeoNames places (near UCLA, mid-Pacific, near the
 -- pole), synthetic places across the 180th meridian and at the pole, and a
--- damaged data file. Offline: no download, no mock. Ports 22001-22099.
+-- damaged data file; a script that looks inside the answers (the
+-- places-filter example), which the server otherwise only cuts as text.
+-- Offline: no download, no mock. Ports 22001-22099.
 local herd = require "helpers.herd"
 local cjson = require "cjson"
 
@@ -30,11 +32,13 @@ local function names(answer)
 end
 
 local function one_server(port, data, opts)
+  opts = opts or {}
   return herd.start({
     servers = { P = { port = port, peer_port = port + 500 } },
     links = {},
-    places = { provider = "local", data = data },
-  }, { env = { HERD_PLACES_PROVIDER = "local" }, wait = (opts or {}).wait })
+    places = { provider = "local", data = data, filter = opts.filter },
+    scripts = opts.scripts,
+  }, { env = { HERD_PLACES_PROVIDER = "local" }, wait = opts.wait })
 end
 
 describe("WHATSAT with the local provider #integration #places", function()
@@ -83,6 +87,13 @@ describe("WHATSAT with the local provider #integration #places", function()
     assert.same({ lat = 34.08334, lng = -118.44869 }, r.geometry.location)
     assert.matches("GeoNames", ans.html_attributions[1])
     assert.matches("CC BY 4.0", ans.html_attributions[1])
+    -- Written in C (core.places_json), keys in order, compact.
+    assert.truthy(js:find('{"html_attributions":["Places from <a href=\\"https://www.geonames.org/\\">', 1, true), js)
+    assert.truthy(js:find('"results":[{"geometry":{"location":{"lat":34.08334,'
+      .. '"lng":-118.44869}},"name":"Bel Air","place_id":"local:', 1, true), js)
+    assert.truthy(js:find('"types":["locality","political"],'
+      .. '"vicinity":"Los Angeles County, California, US"}', 1, true), js)
+    assert.truthy(js:find('}],"status":"OK"}$'), js)
     -- Cut to the bound; 0 still says OK, with an empty array.
     _, ans = whatsat(c, "kiwi.cs.ucla.edu", 10, 3)
     assert.same({ "Bel Air", "Westwood", "Century City" }, names(ans))
@@ -117,6 +128,32 @@ describe("WHATSAT with the local provider #integration #places", function()
     _, ans = whatsat(c, "santa", 12, 20)
     assert.equal(5, #ans.results)
     assert.equal("North Pole", ans.results[1].name)
+    c:close()
+  end)
+
+  it("lets a script look inside the answer (places_filter)", function()
+    local script = ROOT .. "/examples/places-filter/places_filter.lua"
+    local keep = one_server(22004, SAMPLE, { filter = { types = { "political" } },
+      scripts = { "protocol", "topology", script } })
+    local drop = one_server(22005, SAMPLE, { filter = { types = { "cafe" } },
+      scripts = { "protocol", "topology", script } })
+    finally(function()
+      keep:stop()
+      drop:stop()
+    end)
+    local c = keep:client("P")
+    iamat(c, "kiwi", "+34.068930-118.445127")
+    local _, ans = whatsat(c, "kiwi", 10, 3)
+    assert.equal("OK", ans.status)
+    assert.same({ "Bel Air", "Westwood", "Century City" }, names(ans))
+    c:close()
+    c = drop:client("P")
+    iamat(c, "kiwi", "+34.068930-118.445127")
+    local js
+    _, ans, js = whatsat(c, "kiwi", 10, 3)
+    assert.equal("ZERO_RESULTS", ans.status)
+    assert.matches('"results":%[%]', js)
+    assert.matches("GeoNames", ans.html_attributions[1])
     c:close()
   end)
 

@@ -1,9 +1,12 @@
 -- The places index itself (core/places.c) through its Lua binding, built as
 -- a plain Lua module by tests/c/Makefile (build/test/places_core.so), on the
 -- committed sample of real GeoNames places and on synthetic places at the
--- awkward spots (poles, the 180th meridian, cell corners, ties). Also runs
--- the C cross-check against a brute-force scan and the damaged-file test
--- (build/test/places_test). No server, no download.
+-- awkward spots (poles, the 180th meridian, cell corners, ties); the JSON
+-- answers core.places_json writes against the provider's Lua tables (bytes,
+-- cuts, decoding, WHATSAT replies), with names full of escapes. Also runs
+-- the C cross-check against a brute-force scan, the JSON writer's number
+-- and escape check, and the damaged-file test (build/test/places_test). No
+-- server, no download.
 local cjson = require "cjson"
 local fake_core = require "helpers.fake_core"
 
@@ -280,23 +283,215 @@ describe("places index #places", function()
       assert.matches("GeoNames", got.html_attributions[1])
     end)
 
-    it("builds the same answers in C (places_legacy) as in Lua", function()
-      local fast = provider_with({ places_near = pc.places_near,
-        places_legacy = pc.places_legacy })
+    it("writes in C (places_json) the JSON of the Lua tables, byte for byte",
+      function()
+        -- Each provider_with loads the modules anew: lazy must be fast's.
+        local slow = provider_with({ places_near = pc.places_near })
+        local fast = provider_with({ places_near = pc.places_near,
+          places_json = pc.places_json })
+        local json = require "places.json"
+        local lazy = require "places.lazy"
+        local n = 0
+        local function check(q)
+          local want, got = slow.query(q), fast.query(q)
+          assert.is_nil(getmetatable(want) and getmetatable(want).text)
+          assert.is_true(lazy.untouched(got), "not a lazy result")
+          assert.equal(want.status, got.status)
+          local text = getmetatable(got).text
+          -- The same bytes as the Lua writer (sorted keys), the same
+          -- decoded value as the reply writer (cjson, keys in hash order).
+          assert.equal(json.encode_lua(want, json.TOP_ORDER), text)
+          assert.same(json.decode(json.encode(want, json.TOP_ORDER)),
+            json.decode(text))
+          -- Cut at every bound as WHATSAT cuts it, and as json_cut would.
+          for _, bound in ipairs({ 0, 1, 5, 20 }) do
+            local cut = {}
+            for k, v in pairs(want) do cut[k] = v end
+            cut.results = setmetatable({ table.unpack(want.results, 1,
+              math.min(bound, #want.results)) }, json.array_mt)
+            assert.equal(json.encode_lua(cut, json.TOP_ORDER),
+              lazy.cut(got, bound))
+            assert.equal((require("herdtext").json_cut(text, bound)),
+              lazy.cut(got, bound))
+          end
+          -- Looking inside decodes it into the very same table.
+          assert.same(want, lazy.materialise(got))
+          assert.is_nil(getmetatable(got))
+          n = n + 1
+        end
+        math.randomseed(7)
+        for _, file in ipairs({ SAMPLE, synthetic }) do
+          assert(pc.open(file))
+          -- Dense (around UCLA), the open ocean, a pole, the 180th meridian.
+          for _, pt in ipairs({ { 34.068930, -118.445127 }, { 0, -140 },
+            { 78.2, 15.6 }, { -16.5, 179.9 }, { 90, 0 }, { 0, 0 } }) do
+            for _, r in ipairs({ 1, 10, 50 }) do
+              for _, limit in ipairs({ 0, 1, 5, 20 }) do
+                check({ lat = pt[1], lon = pt[2], radius_km = r, limit = limit })
+              end
+            end
+          end
+          -- The whole sphere, more results than fit the C stack.
+          check({ lat = 12, lon = 34, radius_m = 2.1e7, limit = 1000 })
+          local everything = assert(pc.places_near(0, 0, 2.1e7, 1000))
+          for i = 1, 300 do
+            local p = everything[math.random(#everything)]
+            local q = { lat = math.max(-90, math.min(90, p.lat + math.random() - 0.5)),
+              lon = math.max(-180, math.min(180, p.lon + math.random() - 0.5)),
+              radius_km = math.random(1, 200), limit = math.random(0, 25) }
+            if i % 50 == 0 then q.radius_km = 20000 end
+            check(q)
+          end
+        end
+        assert.is_true(n > 600)
+      end)
+
+    it("escapes names and prints numbers as the Lua writers do", function()
+      -- Names with every kind of byte a JSON string must escape, and
+      -- UTF-8; coordinates that %.14g prints in exponent form (5e-05).
+      local odd = {
+        { name = 'Quote "Q"', lat = "0.00005", lng = "0.00001",
+          country = "US", admin1 = "A1", admin2 = "A2" },
+        { name = "Back\\slash\\", lat = "-0.00009", lng = "-0.00003",
+          country = "US", admin1 = "A1", admin2 = "" },
+        { name = "Ctl \1\2\31 del \127 end", lat = "0.0001", lng = "-0.0001",
+          country = "", admin1 = "", admin2 = "" },
+        { name = "Tab\tNL\nCR\rFF\fBS\b", lat = "0.1", lng = "0.12",
+          country = "FR", admin1 = "A1", admin2 = "A2" },
+        { name = "Ünïcödé 日本 € 🙂", lat = "-0.2", lng = "0.25",
+          country = "JP", admin1 = "A1", admin2 = "" },
+        { name = "Slash /a/b/ <html>", lat = "0", lng = "0",
+          country = '"\\', admin1 = "X", admin2 = "Y" },
+        { name = "Whole", lat = "1", lng = "-1", country = "", admin1 = "",
+          admin2 = "" },
+      }
+      local bundle = cjson.encode({
+        source = "names test places",
+        cities = odd,
+        admin1 = {
+          { code = "US.A1", name = 'State "of" \\ mind' },
+          { code = "FR.A1", name = "Région\tÎle" },
+          { code = "JP.A1", name = "東京都" },
+          { code = '"\\.X', name = "Odd\1country" },
+        },
+        admin2 = {
+          { code = "US.A1.A2", name = "County\nLine" },
+          { code = "FR.A1.A2", name = "Paris" },
+          { code = '"\\.X.Y', name = "Odd\127two" },
+        },
+      })
+      local src, bin = tmpname(), tmpname()
+      local f = assert(io.open(src, "wb"))
+      f:write(bundle)
+      f:close()
+      local rc, out = sh(string.format(
+        "%s tools/places-convert.lua --bundle %s --out %s", LUA, src, bin))
+      assert.equal(0, rc, out)
+      assert(pc.open(bin))
       local slow = provider_with({ places_near = pc.places_near })
-      math.randomseed(7)
-      for _, file in ipairs({ SAMPLE, synthetic }) do
-        assert(pc.open(file))
-        local everything = assert(pc.places_near(0, 0, 2.1e7, 1000))
-        for i = 1, 300 do
-          local p = everything[math.random(#everything)]
-          local q = { lat = math.max(-90, math.min(90, p.lat + math.random() - 0.5)),
-            lon = math.max(-180, math.min(180, p.lon + math.random() - 0.5)),
-            radius_km = math.random(1, 200), limit = math.random(0, 25) }
-          if i % 50 == 0 then q.radius_km = 20000 end
-          assert.same(slow.query(q), fast.query(q))
+      local fast = provider_with({ places_near = pc.places_near,
+        places_json = pc.places_json })
+      local json = require "places.json"
+      local lazy = require "places.lazy"
+      local q = { lat = 0, lon = 0, radius_km = 200, limit = 20 }
+      local want, got = slow.query(q), fast.query(q)
+      local text = getmetatable(got).text
+      assert.equal(json.encode_lua(want, json.TOP_ORDER), text)
+      assert.same(json.decode(json.encode(want, json.TOP_ORDER)),
+        json.decode(text))
+      assert.equal(#odd, #want.results)
+      assert.matches('"name":"Quote \\"Q\\""', text, 1, true)
+      assert.matches('"name":"Back\\\\slash\\\\"', text, 1, true)
+      assert.matches('"name":"Ctl \\u0001\\u0002\\u001f del \\u007f end"',
+        text, 1, true)
+      assert.matches('"name":"Tab\\tNL\\nCR\\rFF\\fBS\\b"', text, 1, true)
+      assert.matches('"name":"Ünïcödé 日本 € 🙂"', text, 1, true)
+      assert.matches('"name":"Slash /a/b/ <html>"', text, 1, true)
+      assert.matches('"vicinity":"County\\nLine, State \\"of\\" \\\\ mind, US"',
+        text, 1, true)
+      assert.matches('"vicinity":"Odd\\u007ftwo, Odd\\u0001country, \\"\\\\"',
+        text, 1, true)
+      assert.matches('"location":{"lat":5e-05,"lng":1e-05}', text, 1, true)
+      assert.matches('"location":{"lat":-9e-05,"lng":-3e-05}', text, 1, true)
+      assert.matches('"location":{"lat":0.0001,"lng":-0.0001}', text, 1, true)
+      assert.matches('"location":{"lat":0,"lng":0}', text, 1, true)
+      assert.matches('"location":{"lat":1,"lng":-1}', text, 1, true)
+      assert.is_nil(text:find("[%z\1-\31\127]")) -- one line, no raw controls
+      assert.same(want, lazy.materialise(got))
+      local found = {}
+      for _, r in ipairs(got.results) do found[r.name] = true end
+      assert.is_true(found["Tab\tNL\nCR\rFF\fBS\b"])
+      pc.close()
+      os.remove(src)
+      os.remove(bin)
+    end)
+
+    it("answers places_json's errors with nil, err", function()
+      assert(pc.open(SAMPLE))
+      for _, a in ipairs({
+        { 91, 0, 1000, 1 }, { 0, 180.5, 1000, 1 }, { 0 / 0, 0, 1000, 1 },
+        { 0, 0, 0, 1 }, { 0, 0, 1000, -1 }, { 0, 0, 1000, 1001 },
+      }) do
+        local r, err = pc.places_json(a[1], a[2], a[3], a[4], "x")
+        assert.is_nil(r)
+        assert.is_string(err)
+      end
+      assert.has_error(function() pc.places_json(0, 0, 1) end) -- no limit
+      -- No attribution: an empty html_attributions.
+      local text, status, parts = pc.places_json(0, -140, 1000, 20)
+      assert.equal('{"html_attributions":[],"results":[],"status":"ZERO_RESULTS"}',
+        text)
+      assert.equal("ZERO_RESULTS", status)
+      assert.same({ 35, 36 }, parts)
+      pc.close()
+      local r, err = pc.places_json(0, 0, 1000, 1)
+      assert.is_nil(r)
+      assert.equal("no places data loaded", err)
+    end)
+
+    it("gives WHATSAT the same replies as the table path", function()
+      assert(pc.open(SAMPLE))
+      local AT = "AT Riley +0.263873386 kiwi.cs.ucla.edu %s 16214648%02d.959498503"
+      local function replies(with_json)
+        local core = fake_core.install({ name = "Riley",
+          config = { places = { provider = "local" } } })
+        core.places_near = pc.places_near
+        core.places_json = with_json and pc.places_json or nil
+        local whatsat = require "whatsat"
+        local out = {}
+        for i, loc in ipairs({ "+34.068930-118.445127", "+00.000000-140.000000",
+          "+78.200000+015.600000", "-18.100000+179.990000" }) do
+          local at_line = AT:format(loc, i)
+          assert.is_true(core.store.put("kiwi.cs.ucla.edu", 1621464800 + i,
+            959498503, at_line))
+          for _, r in ipairs({ "1", "10", "50" }) do
+            for _, bound in ipairs({ "0", "1", "5", "20" }) do
+              local line = "WHATSAT kiwi.cs.ucla.edu " .. r .. " " .. bound
+              local reply = whatsat.command(1, { "WHATSAT",
+                "kiwi.cs.ucla.edu", r, bound }, line)
+              local at, js = reply:match("^([^\n]*)\n([^\n]*)\n\n$")
+              assert.equal(at_line, at)
+              out[#out + 1] = { line = loc .. " " .. line, js = js }
+            end
+          end
+        end
+        assert.equal(0, #core.deferred) -- answered at once
+        return out
+      end
+      local fast, slow = replies(true), replies(false)
+      assert.equal(#slow, #fast)
+      local ok = 0
+      for i = 1, #slow do
+        assert.same(cjson.decode(slow[i].js), cjson.decode(fast[i].js),
+          slow[i].line)
+        local t = cjson.decode(fast[i].js)
+        if t.status == "OK" then ok = ok + 1 end
+        if #t.results > 0 then -- written by places_json (keys sorted)
+          assert.truthy(fast[i].js:find('"results":[{"geometry":{"location":{"lat":',
+            1, true))
         end
       end
+      assert.is_true(ok >= 12, ok .. " OK replies")
     end)
   end)
 
@@ -398,6 +593,13 @@ describe("places index #places", function()
           assert.equal(0, rc, out)
           assert.matches(" 0 failures", out)
         end
+      end)
+
+    it("writes JSON numbers and escapes as printf and the Lua writer do",
+      function()
+        local rc, out = sh(PLACES_TEST .. " --json")
+        assert.equal(0, rc, out)
+        assert.matches(" 0 failures", out)
       end)
 
     it("survives damaged files", function()

@@ -1,7 +1,9 @@
 -- The `local` places provider (scripts/places/local.lua) against a fake core
--- whose places_near returns canned places: the legacy answer shape, the
--- statuses, and what the provider asks the core for. The real index behind
--- core.places_near is covered by places_index_spec.lua.
+-- whose places_near returns canned places (the table path, taken when the
+-- core has no places_json): the legacy answer shape, the statuses, and what
+-- the provider asks the core for; and that it hands core.places_json's text
+-- on as a lazy result. The real index and its JSON writer are covered by
+-- places_index_spec.lua.
 local fake_core = require "helpers.fake_core"
 local cjson = require "cjson"
 
@@ -143,25 +145,41 @@ describe("places.local provider", function()
     assert.equal(0, #calls)
   end)
 
-  it("uses the core's own legacy results when it has them", function()
-    local asked
-    core.places_legacy = function(lat, lon, radius_m, limit)
-      asked = { lat, lon, radius_m, limit }
-      return { { name = "From C" }, { name = "Second" } }
-    end
-    local r = search({ lat = 1, lon = 2, radius_km = 3, limit = 1 })
-    assert.same({ 1, 2, 3000, 1 }, asked)
-    assert.equal(0, #calls) -- places_near unused
-    assert.equal("OK", r.status)
-    assert.equal("From C", r.results[1].name)
-    r = search({ lat = 1, lon = 2, radius_km = 3, limit = 0 })
-    assert.equal("OK", r.status)
-    assert.same({}, r.results)
-    core.places_legacy = function() return nil, "boom" end
-    r = search({ lat = 1, lon = 2, radius_km = 3 })
-    assert.equal("UNKNOWN_ERROR", r.status)
-    assert.equal("boom", r.error_message)
-  end)
+  it("returns the core's JSON as a lazy result when the core writes it",
+    function()
+      local lazy = require "places.lazy"
+      local asked
+      core.places_json = function(lat, lon, radius_m, limit, attribution)
+        asked = { lat, lon, radius_m, limit, attribution }
+        local text = '{"html_attributions":[],"results":[{"name":"From C"},' ..
+          '{"name":"Second"}],"status":"OK"}'
+        local _, _, _, _, parts = require("herdtext").json_cut(text)
+        return text, "OK", parts
+      end
+      local r = search({ lat = 1, lon = 2, radius_km = 3, limit = 1 })
+      assert.same({ 1, 2, 3000, 1, provider.ATTRIBUTION }, asked)
+      assert.equal(0, #calls) -- places_near unused
+      assert.is_true(lazy.untouched(r))
+      assert.equal("OK", r.status)
+      assert.equal('{"html_attributions":[],"results":[{"name":"From C"}],' ..
+        '"status":"OK"}', lazy.cut(r, 1))
+      assert.equal("From C", r.results[1].name) -- decoded on first look
+      assert.is_false(lazy.untouched(r))
+      -- Limits are clamped before the core sees them; 0 goes to the core.
+      search({ lat = 1, lon = 2, radius_km = 3, limit = 5000 })
+      assert.equal(provider.MAX_LIMIT, asked[4])
+      search({ lat = 1, lon = 2, radius_km = 3, limit = 0 })
+      assert.equal(0, asked[4])
+      -- Bad requests never reach it; its failures are table answers.
+      r = search({ lat = 91, lon = 2, radius_km = 3 })
+      assert.equal("INVALID_REQUEST", r.status)
+      assert.is_nil(getmetatable(r) and getmetatable(r).text)
+      core.places_json = function() return nil, "boom" end
+      r = search({ lat = 1, lon = 2, radius_km = 3 })
+      assert.equal("UNKNOWN_ERROR", r.status)
+      assert.equal("boom", r.error_message)
+      assert.matches("GeoNames", r.html_attributions[1])
+    end)
 
   it("turns a core failure into UNKNOWN_ERROR with the core's message",
     function()
