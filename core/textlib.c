@@ -266,6 +266,20 @@ static int split(const char *s, size_t n, span_t *f, int max) {
   return count;
 }
 
+/* A report's location and time fields; NULL or what is wrong. */
+static const char *parse_report(span_t loc, span_t time, double *lat,
+                                double *lon, int64_t *sec, int64_t *nsec) {
+  if (parse_latlon(loc.p, loc.len, lat, lon) < 0) return LOCATION_ERROR;
+  if (parse_timestamp(time.p, time.len, sec, nsec) < 0) return TIME_ERROR;
+  return NULL;
+}
+
+static int push_error(lua_State *L, const char *err) {
+  lua_pushnil(L);
+  lua_pushstring(L, err);
+  return 2;
+}
+
 /* iamat(line, server, now_ns) -> client, sec, nsec, at_line, lat, lon for
  * "<verb> <client> <location> <time>" (the verb is the caller's business),
  * where at_line is "AT <server> <now - time> <client> <location> <time>"
@@ -283,15 +297,9 @@ static int l_iamat(lua_State *L) {
   const char *err = NULL;
   if (split(s, n, f, 4) != 4)
     err = "IAMAT takes a client, a location and a time";
-  else if (parse_latlon(f[2].p, f[2].len, &lat, &lon) < 0)
-    err = LOCATION_ERROR;
-  else if (parse_timestamp(f[3].p, f[3].len, &sec, &nsec) < 0)
-    err = TIME_ERROR;
-  if (err) {
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
-  }
+  else
+    err = parse_report(f[2], f[3], &lat, &lon, &sec, &nsec);
+  if (err) return push_error(L, err);
   char diff[DIFF_MAX];
   size_t diff_len = format_diff(now, sec, nsec, diff);
   lua_pushlstring(L, f[1].p, f[1].len);
@@ -350,15 +358,9 @@ static int l_at(lua_State *L) {
     err = "not an AT line";
   else if (!is_diff(f[2].p, f[2].len))
     err = "not an AT line: bad time difference";
-  else if (parse_latlon(f[4].p, f[4].len, &lat, &lon) < 0)
-    err = LOCATION_ERROR;
-  else if (parse_timestamp(f[5].p, f[5].len, &sec, &nsec) < 0)
-    err = TIME_ERROR;
-  if (err) {
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
-  }
+  else
+    err = parse_report(f[4], f[5], &lat, &lon, &sec, &nsec);
+  if (err) return push_error(L, err);
   lua_pushlstring(L, f[1].p, f[1].len);
   lua_pushlstring(L, f[3].p, f[3].len);
   lua_pushinteger(L, sec);
