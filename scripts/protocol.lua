@@ -1,7 +1,8 @@
 -- protocol: the classic CS 131 client protocol. Dispatches each line on its
--- first field and answers "? <line>" to anything it does not accept
--- (unknown commands, bad operands, and server-to-server messages such as AT
--- sent by a client). Blank lines get no reply.
+-- first field through the commands table (scripts/commands.lua) and answers
+-- "? <line>" to anything it does not accept (unknown commands, bad
+-- operands, and server-to-server messages such as AT sent by a client).
+-- Blank lines get no reply.
 local iamat = require "iamat"
 local records = require "records"
 -- Loaded now, not at the first WHATSAT, so a bad places setting (unknown
@@ -11,18 +12,16 @@ local fields = require("herdtext").fields
 
 local M = {}
 
--- Handlers take (conn, line) and return the reply, nil for invalid input,
--- or false once they have deferred the answer (core.defer). Only the verb
--- is split off here: each handler scans its own operands (IAMAT's in one
--- C call).
-M.commands = {
-  IAMAT = iamat.command,
-  -- whatsat returns its reply text (invalid input included), or nil once
-  -- it has deferred the answer. A fifth field means "more than four".
-  WHATSAT = function(conn, line)
-    return whatsat.command(conn, { fields(line, 5) }, line) or false
-  end,
-}
+-- The dispatch table (scripts/commands.lua), shared with scripts that add
+-- verbs. Only the verb is split off here: each handler scans its own
+-- operands (IAMAT's in one C call).
+M.commands = require "commands"
+M.commands.IAMAT = iamat.command
+-- whatsat returns its reply text (invalid input included), or nil once it
+-- has deferred the answer. A fifth field means "more than four".
+M.commands.WHATSAT = function(conn, line)
+  return whatsat.command(conn, { fields(line, 5) }, line) or false
+end
 
 function M.on_line(conn, line)
   local verb = fields(line, 1)

@@ -14,28 +14,27 @@
 --
 --   build/herd --config herd.lua --script examples/whereis/whereis.lua Riley
 --
--- on_line is chained: when several scripts define it, the later one is
--- called with the earlier one as an extra last argument, `next`. This one
--- answers WHEREIS itself and passes every other line on to the protocol,
--- unchanged, so IAMAT, WHATSAT and the "? " answers stay as they were.
--- Records live in the C core (core.store), so WHEREIS sees what any server
--- flooded here, and the data survives a script reload.
+-- It adds its verb to the protocol's dispatch table (scripts/commands.lua)
+-- instead of wrapping on_line, so the other lines, IAMATs included, do not
+-- pass through it: IAMAT, WHATSAT and the "? " answers stay as they were,
+-- at no cost. (A chained on_line is for what must see every line; see
+-- docs/core-api.md.) Records live in the C core (core.store), so WHEREIS
+-- sees what any server flooded here, and the data survives a script
+-- reload.
 local core = require "core"
--- herdtext.fields splits on the protocol's white space, in C: this runs
--- before every line, IAMATs included, so it must stay cheap.
+local commands = require "commands"
 local fields = require("herdtext").fields
 
 local M = {}
 
-function M.on_line(conn, line, next)
-  local verb, client, extra = fields(line)
-  if verb ~= "WHEREIS" then
-    if next then return next(conn, line) end
-    return "? " .. line .. "\n" -- loaded without a protocol underneath
-  end
+-- The stored AT line, or nil (the client gets "? <line>").
+function M.command(conn, line)
+  local _, client, extra = fields(line, 3)
   local at = client and not extra and core.store.get(client)
-  if not at then return "? " .. line .. "\n" end
+  if not at then return nil end
   return at .. "\n"
 end
 
-return { on_line = M.on_line }
+commands.WHEREIS = M.command
+
+return {}

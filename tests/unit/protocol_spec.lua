@@ -57,6 +57,16 @@ describe("protocol on_line", function()
     line("IAMAT kiwi +15-15 1621464827.5")
     assert.matches("%+20%-20", (core.store.get("kiwi")))
   end)
+  it("dispatches verbs other scripts add to the commands table", function()
+    local commands = require "commands"
+    finally(function() commands.PING, commands.LATER = nil, nil end)
+    commands.PING = function(conn, l) return "PONG " .. conn .. " " .. l .. "\n" end
+    commands.LATER = function() return false end
+    assert.equal("PONG 1 PING x\n", line("PING x"))
+    assert.is_nil(line("LATER")) -- deferred: no reply now
+    commands.PING = function() return nil end
+    assert.equal("? PING x\n", line("PING x"))
+  end)
   it("ignores blank lines", function()
     assert.is_nil(line(""))
     assert.is_nil(line(" \t\r\f\v "))

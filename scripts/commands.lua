@@ -1,0 +1,12 @@
+-- commands: the client commands, verb -> handler(conn, line), which
+-- protocol.lua dispatches on each line's first field. protocol.lua puts in
+-- IAMAT and WHATSAT; a script adds a verb (or replaces one) by setting a
+-- handler here, as examples/whereis does:
+--
+--   require("commands").WHEREIS = function(conn, line) ... end
+--
+-- which costs the other lines nothing, where a chained on_line runs
+-- before every line. A handler returns the reply text, nil for invalid
+-- input (the client gets "? <line>"), or false once it has deferred the
+-- answer (core.defer). One table per Lua state: a reload starts afresh.
+return {}
