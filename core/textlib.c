@@ -55,37 +55,41 @@ static int l_fields(lua_State *L) {
 #define TIME_ERROR "time must be seconds with up to nine decimals"
 #define LOCATION_ERROR "location must be [+-]lat[+-]lon in decimal degrees"
 
+/* The decimal digits at p (before e), accumulated into *v (which wraps
+ * past 19 digits: callers use it only for fewer); returns their end. */
+static const char *take_digits(const char *p, const char *e, uint64_t *v) {
+  uint64_t x = *v;
+  for (; p < e && (unsigned char)(*p - '0') < 10; p++)
+    x = x * 10 + (unsigned)(*p - '0');
+  *v = x;
+  return p;
+}
+
+static const int64_t nsec_scale[10] = {
+    1000000000, 100000000, 10000000, 1000000, 100000, 10000, 1000, 100, 10, 1};
+
 /* "digits" or "digits.d{1,9}" -> *sec, *nsec; 0 or -1. Exact: the
- * fraction becomes integer nanoseconds. */
+ * fraction becomes integer nanoseconds. Leading zeros do not count towards
+ * the 18 digits of seconds. */
 static int parse_timestamp(const char *s, size_t n, int64_t *sec_out,
                            int64_t *nsec_out) {
-  size_t i = 0;
-  while (i < n && s[i] == '0' && i + 1 < n && is_digit((unsigned char)s[i + 1]))
-    i++; /* leading zeros do not count towards the limit */
-  size_t int_start = i;
-  int64_t sec = 0;
-  while (i < n && is_digit((unsigned char)s[i])) {
-    if (i - int_start < MAX_SECONDS_DIGITS) sec = sec * 10 + (s[i] - '0');
-    i++;
+  const char *p = s, *e = s + n;
+  while (p < e && *p == '0')
+    p++;
+  const char *sig = p;
+  uint64_t sec = 0, frac = 0;
+  p = take_digits(p, e, &sec);
+  if (p == s || p - sig > MAX_SECONDS_DIGITS) return -1;
+  if (p < e) {
+    if (*p++ != '.') return -1;
+    const char *f = p;
+    p = take_digits(p, e, &frac);
+    if (p == f || p - f > 9 || p != e) return -1;
+    frac *= (uint64_t)nsec_scale[p - f];
   }
-  size_t int_digits = i - int_start;
-  if (int_digits == 0 || int_digits > MAX_SECONDS_DIGITS) goto bad;
-  int64_t nsec = 0;
-  if (i < n) {
-    if (s[i++] != '.') goto bad;
-    size_t frac_start = i;
-    while (i < n && is_digit((unsigned char)s[i]) && i - frac_start < 9)
-      nsec = nsec * 10 + (s[i++] - '0');
-    size_t frac_digits = i - frac_start;
-    if (frac_digits == 0 || i != n) goto bad;
-    for (size_t k = frac_digits; k < 9; k++)
-      nsec *= 10;
-  }
-  *sec_out = sec;
-  *nsec_out = nsec;
+  *sec_out = (int64_t)sec;
+  *nsec_out = (int64_t)frac;
   return 0;
-bad:
-  return -1;
 }
 
 /* timestamp(s) -> sec, nsec (see parse_timestamp), else nil, err. */
@@ -153,37 +157,35 @@ static int l_timediff(lua_State *L) {
 static int signed_decimal(const char *s, size_t n, size_t *i, double *v) {
   static const double pow10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                  1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
-  size_t start = *i, j = *i;
-  if (j >= n || (s[j] != '+' && s[j] != '-')) return -1;
-  j++;
-  int64_t m = 0;
-  int nd = 0, scale = 0;
-  size_t digits = j;
-  for (; j < n && is_digit((unsigned char)s[j]); j++) {
-    if (nd <= 15) m = m * 10 + (s[j] - '0'); /* past 15: strtod's job */
-    nd += m != 0;
+  const char *p = s + *i, *e = s + n, *start = p;
+  if (p >= e || (*p != '+' && *p != '-')) return -1;
+  const char *int_begin = ++p;
+  while (p < e && *p == '0')
+    p++;
+  const char *sig = p;
+  uint64_t m = 0;
+  p = take_digits(p, e, &m);
+  if (p == int_begin) return -1;
+  size_t sig_int = (size_t)(p - sig), frac_len = 0;
+  if (p < e && *p == '.') {
+    const char *f = ++p;
+    p = take_digits(p, e, &m);
+    frac_len = (size_t)(p - f);
+    if (frac_len == 0) return -1;
   }
-  if (j == digits) return -1;
-  if (j < n && s[j] == '.') {
-    size_t frac = ++j;
-    for (; j < n && is_digit((unsigned char)s[j]); j++) {
-      if (nd <= 15) m = m * 10 + (s[j] - '0');
-      nd += m != 0;
-      scale++;
-    }
-    if (j == frac) return -1;
-  }
-  if (nd <= 15 && scale <= 15) {
-    *v = (double)m / pow10[scale];
-    if (s[start] == '-') *v = -*v;
+  /* Leading zeros of a fraction count here: a rare input then takes the
+   * strtod path, which is exact too. */
+  if (sig_int + frac_len <= 15) {
+    *v = (double)m / pow10[frac_len];
+    if (*start == '-') *v = -*v;
   } else {
     char tmp[64];
-    if (j - start >= sizeof tmp) return -1;
-    memcpy(tmp, s + start, j - start);
-    tmp[j - start] = '\0';
+    if ((size_t)(p - start) >= sizeof tmp) return -1;
+    memcpy(tmp, start, (size_t)(p - start));
+    tmp[p - start] = '\0';
     *v = strtod(tmp, NULL);
   }
-  *i = j;
+  *i = (size_t)(p - s);
   return 0;
 }
 
