@@ -48,7 +48,14 @@ typedef struct http_req {
   char errbuf[CURL_ERROR_SIZE];
 } http_req_t;
 
-/* One socket curl watches. Freed in its close callback. */
+/* One socket curl watches, by descriptor number. Kept, stopped, when curl
+ * stops watching it (an idle connection in its cache), and started again
+ * when curl watches that descriptor next (reuse of the connection, or a
+ * new socket that got the number): a storm of queries over cached
+ * connections then costs no uv_poll_init (two epoll_ctl calls and an
+ * ioctl), uv_close and allocation per request. A stopped uv_poll_t holds
+ * no epoll registration, so the number is free for any other use. Freed
+ * in its close callback (fail_all, shutdown). */
 typedef struct http_sock {
   uv_poll_t poll;
   curl_socket_t fd;
@@ -62,7 +69,9 @@ static struct {
   int global_init;
   idmap_t reqs;       /* id -> request, until called back or cancelled */
   http_req_t *active; /* requests inside the multi handle             */
-  http_sock_t *socks; /* sockets being watched                        */
+  http_sock_t *socks; /* every http_sock_t, watched or parked           */
+  http_sock_t **byfd; /* descriptor number -> its http_sock_t          */
+  size_t nbyfd;
   uint64_t next_id;
   CURL *spare[HTTP_SPARE_EASY]; /* reset handles kept for reuse           */
   int nspare;
@@ -106,6 +115,7 @@ static void sock_closed(uv_handle_t *h) {
 }
 
 static void sock_close(http_sock_t *s) {
+  if ((size_t)s->fd < H.nbyfd && H.byfd[s->fd] == s) H.byfd[s->fd] = NULL;
   if (s->prev)
     s->prev->next = s->next;
   else
@@ -177,12 +187,25 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
   http_sock_t *s = socketp;
   if (what == CURL_POLL_REMOVE) {
     if (s) {
-      sock_close(s);
+      uv_poll_stop(&s->poll); /* parked: see http_sock_t */
       curl_multi_assign(H.multi, fd, NULL);
     }
     return 0;
   }
+  if (!s && fd >= 0 && (size_t)fd < H.nbyfd && H.byfd[fd]) {
+    s = H.byfd[fd];
+    curl_multi_assign(H.multi, fd, s);
+  }
   if (!s) {
+    if (fd < 0) return -1;
+    if ((size_t)fd >= H.nbyfd) {
+      size_t n = H.nbyfd ? H.nbyfd : 64;
+      while (n <= (size_t)fd)
+        n *= 2;
+      H.byfd = xrealloc(H.byfd, n * sizeof *H.byfd);
+      memset(H.byfd + H.nbyfd, 0, (n - H.nbyfd) * sizeof *H.byfd);
+      H.nbyfd = n;
+    }
     s = xcalloc(1, sizeof *s);
     int rc = uv_poll_init_socket(H.loop, &s->poll, fd);
     if (rc < 0) {
@@ -192,6 +215,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
     }
     s->fd = fd;
     s->poll.data = s;
+    H.byfd[fd] = s;
     s->next = H.socks;
     if (H.socks) H.socks->prev = s;
     H.socks = s;
@@ -662,6 +686,9 @@ void http_shutdown(void) {
     curl_easy_cleanup(H.spare[--H.nspare]);
   while (H.socks)
     sock_close(H.socks);
+  free(H.byfd);
+  H.byfd = NULL;
+  H.nbyfd = 0;
   uv_timer_stop(&H.timer);
   uv_close((uv_handle_t *)&H.timer, NULL);
   idmap_free(&H.reqs);

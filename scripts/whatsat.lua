@@ -177,16 +177,15 @@ function M.pending()
 end
 
 function M.command(conn, fields, line)
-  local invalid = "? " .. line .. "\n"
-  if #fields ~= 4 then return invalid end
+  if #fields ~= 4 then return "? " .. line .. "\n" end
   local radius = M.parse_radius(fields[3])
   local bound = M.parse_bound(fields[4])
-  if not radius or not bound then return invalid end
+  if not radius or not bound then return "? " .. line .. "\n" end
   local at_line = core.store.get(fields[2])
-  if not at_line then return invalid end
+  if not at_line then return "? " .. line .. "\n" end
   local _, _, _, _, loc = split_fields(at_line, 5)
   local lat, lon = location.parse(loc or "")
-  if not lat then return invalid end
+  if not lat then return "? " .. line .. "\n" end
 
   local radius_m = radius * 1000
   local q = {

@@ -16,9 +16,23 @@ local function int_setting(v, dflt, lo, hi)
   return math.tointeger(v)
 end
 
--- The places settings with defaults filled in.
+-- The places settings with defaults filled in. Built once per Lua state
+-- and shared (callers must not change it): the config never changes under
+-- a state (a reload builds a new one), and a WHATSAT storm would otherwise
+-- build a table per query. A different core.config.places table (the unit
+-- tests install fresh ones) builds it anew.
+local cached, cached_for
+
 function M.settings()
-  local c = (core.config and core.config.places) or {}
+  local c = (core.config and core.config.places) or false
+  if cached and cached_for == c then return cached end
+  cached = M.build_settings(c or {})
+  cached_for = c
+  return cached
+end
+
+-- The settings for the places config table c, freshly built.
+function M.build_settings(c)
   local key = c.key
   if key == "" then key = nil end
   local url = c.url
@@ -39,10 +53,12 @@ end
 
 -- RFC 3986 percent-encoding of everything but the unreserved characters,
 -- so "+34.06-118.44" keeps its "+" (a bare "+" in a query means a space).
+-- (A table of replacements: gsub calls no function per character.)
+local PERCENT = {}
+for b = 0, 255 do PERCENT[string.char(b)] = string.format("%%%02X", b) end
+
 function M.url_encode(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(ch)
-    return string.format("%%%02X", ch:byte())
-  end))
+  return (tostring(s):gsub("[^%w%-%._~]", PERCENT))
 end
 
 -- Appends an encoded query string to url, which may already have one.
@@ -68,6 +84,8 @@ end
 
 -- Metres as a short decimal text: 10000, 1500, 0.5.
 function M.metres_text(m)
+  local i = math.tointeger(m) -- the usual case: whole metres
+  if i then return tostring(i) end
   local s = string.format("%.3f", m):gsub("0+$", ""):gsub("%.$", "")
   return s
 end

@@ -33,17 +33,34 @@ function M.check(settings)
   return true
 end
 
+-- The parts of the URL that depend only on the settings s (the endpoint,
+-- the encoded key and language), made once per settings table: the
+-- settings are shared for a state's life (places/common.lua).
+local url_for, url_head, url_tail
+
+local function url_parts(s)
+  if url_for ~= s then
+    url_head = common.with_query(s.url or M.DEFAULT_URL, "location=")
+    url_tail = "&key=" .. common.url_encode(s.key or "")
+    if s.language then url_tail = url_tail .. "&language=" .. common.url_encode(s.language) end
+    url_for = s
+  end
+  return url_head, url_tail
+end
+
+local HEADERS = { Accept = "application/json" } -- read, never changed
+
 -- The request for query q (exposed for the tests).
 function M.request(q, s)
   local lat, lon = common.lat_lon_text(q)
-  local query = "location=" .. common.url_encode(lat .. "," .. lon) ..
-    "&radius=" .. common.metres_text(q.radius_m) ..
-    "&key=" .. common.url_encode(s.key or "")
-  if s.language then query = query .. "&language=" .. common.url_encode(s.language) end
+  local head, tail = url_parts(s)
   return {
     method = "GET",
-    url = common.with_query(s.url or M.DEFAULT_URL, query),
-    headers = { Accept = "application/json" },
+    url = head .. common.url_encode(lat .. "," .. lon) .. "&radius=" ..
+      common.metres_text(q.radius_m) .. tail,
+    headers = HEADERS,
+    timeout_ms = s.timeout_ms,
+    max_bytes = s.max_bytes,
   }
 end
 

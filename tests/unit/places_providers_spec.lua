@@ -247,3 +247,55 @@ describe("places provider selection", function()
     assert.equal("local", require("places").name)
   end)
 end)
+
+describe("places.common settings and encoding", function()
+  it("builds the settings once per config and shares them", function()
+    local core = fake_core.install({ config = { places = { provider = "google", key = "k1",
+      url = "http://h/x", timeout_ms = 1234, language = "fr" } } })
+    local common = require "places.common"
+    local s = common.settings()
+    assert.equal(s, common.settings())
+    assert.same({ "google", "http://h/x", "k1", 1234, "fr" },
+      { s.provider, s.url, s.key, s.timeout_ms, s.language })
+    -- another config table (a reload's new state has its own) is read anew
+    core.config.places = { provider = "google", key = "k2" }
+    local s2 = common.settings()
+    assert.are_not.equal(s, s2)
+    assert.equal("k2", s2.key)
+    assert.is_nil(s2.url)
+    assert.equal(common.DEFAULT_TIMEOUT_MS, s2.timeout_ms)
+  end)
+
+  it("google's cached URL parts follow the settings table", function()
+    local core = fake_core.install({ config = { places = { provider = "google", key = "a b",
+      url = "http://h/x" } } })
+    local google = require "places.google"
+    local common = require "places.common"
+    local q = query("+34.068930-118.445127", 2.5)
+    local u1 = google.request(q, common.settings()).url
+    assert.equal("http://h/x?location=%2B34.068930%2C-118.445127&radius=2500&key=a%20b", u1)
+    assert.equal(u1, google.request(q, common.settings()).url)
+    core.config.places = { provider = "google", key = "c", url = "http://h/y?z=1", language = "de" }
+    assert.equal("http://h/y?z=1&location=%2B34.068930%2C-118.445127&radius=2500&key=c&language=de",
+      google.request(q, common.settings()).url)
+  end)
+
+  it("url_encode matches percent-encoding byte by byte", function()
+    local common = require "places.common"
+    local all = {}
+    for b = 0, 255 do all[#all + 1] = string.char(b) end
+    local s = table.concat(all)
+    local want = s:gsub("[^%w%-%._~]", function(ch) return string.format("%%%02X", ch:byte()) end)
+    assert.equal(want, common.url_encode(s))
+    assert.equal("12", common.url_encode(12))
+  end)
+
+  it("metres_text writes whole and fractional metres shortly", function()
+    local common = require "places.common"
+    assert.equal("10000", common.metres_text(10000))
+    assert.equal("10000", common.metres_text(10 * 1000.0))
+    assert.equal("1500", common.metres_text(1.5 * 1000))
+    assert.equal("0.5", common.metres_text(0.0005 * 1000))
+    assert.equal("2.125", common.metres_text(2.125))
+  end)
+end)
