@@ -227,6 +227,7 @@ void log_msg(log_level_t level, const char *fmt, ...) {
   if (level != LOG_INFO || log_fd < 0)
     fprintf(stderr, "herd: %s: %.*s\n", names[level], (int)len, msg);
   if (log_fd >= 0) put_entry(names[level], NULL, msg, len);
+  if (level != LOG_INFO) log_flush(); /* trouble reaches the disk at once */
 }
 
 void log_data(const char *tag, const char *who, const char *data, size_t len) {
@@ -234,10 +235,16 @@ void log_data(const char *tag, const char *who, const char *data, size_t len) {
   put_entry(tag, who, data, len);
 }
 
+size_t log_pending(void) {
+  return log_buf.len;
+}
+
+void log_tick(void) {
+  stamp_fresh = 0;
+}
+
 void log_flush(void) {
   size_t off = 0;
-  stamp_fresh =
-      0; /* called at every loop phase: the next line reads the clock */
   if (log_fd < 0) {
     log_buf.len = 0;
     return;

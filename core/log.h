@@ -1,8 +1,9 @@
 /* log: the server's log file, <log_dir>/<NAME>.log.
  * Owns the file descriptor and an output buffer. Lines are buffered and
- * written at the end of every event-loop iteration (log_flush, called by the
- * loop's prepare and check phases) and at exit, so nothing is lost on SIGTERM
- * and a busy server does not pay one write(2) per line. Before log_open and
+ * written in batches (the loop flushes at LOG_BATCH bytes or LOG_DELAY_MS
+ * after the first line of a batch, see main.c), at once for warnings and
+ * errors, and at exit, so nothing is lost on SIGTERM and a busy server pays
+ * one write(2) per batch, not per line or per loop turn. Before log_open and
  * for warnings and errors, lines also go to stderr. Single-threaded. */
 #ifndef HERD_LOG_H
 #define HERD_LOG_H
@@ -23,7 +24,13 @@ void log_msg(log_level_t level, const char *fmt, ...)
 /* One data line: "<time> <tag> <who> <data>", data escaped so that control
  * bytes, backslashes and non-ASCII show as \n, \xNN, ... on one line. */
 void log_data(const char *tag, const char *who, const char *data, size_t len);
+#define LOG_BATCH (32 * 1024)
+#define LOG_DELAY_MS 2
 void log_flush(void);
+/* Bytes buffered and not yet written. */
+size_t log_pending(void);
+/* A new loop phase: the next line reads the clock again. */
+void log_tick(void);
 void log_close(void);
 /* Opens the log path again (after a rotation renamed the file). */
 void log_reopen(void);

@@ -206,7 +206,13 @@ end
 
 function Herd:pid(name) return self.procs[name] end
 function Herd:stderr(name) return read_file(self.dir .. "/" .. name .. ".err") end
-function Herd:log(name) return read_file(self.conf.log_dir .. "/" .. name .. ".log") or "" end
+-- The server's log file. A server writes INFO and data lines in batches
+-- at most 2 ms behind (WARN and ERROR at once): this waits a little longer
+-- first, so a test sees every line logged before it asked.
+function Herd:log(name)
+  sleep(0.01)
+  return read_file(self.conf.log_dir .. "/" .. name .. ".log") or ""
+end
 
 -- The exit status once the server has exited (waits up to timeout).
 function Herd:exit_code(name, timeout)

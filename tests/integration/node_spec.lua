@@ -168,6 +168,23 @@ describe("server logs #integration", function()
     c:close()
   end)
 
+  it("catch up within milliseconds once the server goes quiet", function()
+    local h = herd.start({ servers = { Solo = { port = BASE + 42 } } })
+    finally(function() h:stop() end)
+    local path = h.conf.log_dir .. "/Solo.log"
+    local c = h:client("Solo")
+    local reply = c:request("IAMAT quiet +1+1 " .. herd.now())
+    local t0 = socket.gettime()
+    -- read the file itself: h:log would wait first
+    local seen = herd.eventually(function()
+      local log = herd.read_file(path) or ""
+      return log:find("OUT 127.0.0.1:%d+ " .. reply:gsub("%p", "%%%0")) and true
+    end, 1, 0.001)
+    assert.truthy(seen, "the reply was not logged within 1 s")
+    assert.is_true(socket.gettime() - t0 < 0.05, "logged only after 50 ms")
+    c:close()
+  end)
+
   -- Lines with every kind of byte that needs escaping, at offsets that fall
   -- inside and at the ends of the 8- and 16-byte blocks the scanner reads.
   local function odd_lines()
