@@ -282,12 +282,14 @@ static int push_error(lua_State *L, const char *err) {
   return 2;
 }
 
-/* iamat(line, server, now_ns) -> client, sec, nsec, at_line, lat, lon for
+/* iamat(line, server, now_ns) -> client, sec, nsec, reply, lat, lon for
  * "<verb> <client> <location> <time>" (the verb is the caller's business),
- * where at_line is "AT <server> <now - time> <client> <location> <time>"
+ * where reply is "AT <server> <now - time> <client> <location> <time>\n"
  * with the operands byte for byte; else nil, err. One call does what
- * fields + latlon + timestamp + timediff + a nine-piece concatenation did
- * on every IAMAT. Ranges (|lat| <= 90...) stay the caller's rule. */
+ * fields + latlon + timestamp + timediff + a concatenation did on every
+ * IAMAT, and the reply with its newline is one string, which
+ * core.store.put takes as it is. Ranges (|lat| <= 90...) stay the
+ * caller's rule. */
 static int l_iamat(lua_State *L) {
   size_t n, name_len;
   const char *s = luaL_checklstring(L, 1, &n);
@@ -310,7 +312,7 @@ static int l_iamat(lua_State *L) {
   /* The AT line is assembled on the C stack when it fits (it nearly always
    * does), else in a luaL_Buffer. */
   size_t at_len =
-      3 + name_len + 1 + diff_len + 3 + f[1].len + f[2].len + f[3].len;
+      3 + name_len + 1 + diff_len + 3 + f[1].len + f[2].len + f[3].len + 1;
   char stack[512];
   luaL_Buffer b;
   char *p = at_len <= sizeof stack ? stack : luaL_buffinitsize(L, &b, at_len);
@@ -327,6 +329,7 @@ static int l_iamat(lua_State *L) {
     memcpy(p, f[k].p, f[k].len);
     p += f[k].len;
   }
+  *p = '\n';
   if (start == stack)
     lua_pushlstring(L, stack, at_len);
   else

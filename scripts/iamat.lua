@@ -4,9 +4,9 @@
 -- one that repeats the stored report (same time and location), whichever
 -- server took it first: resending a report never starts a flood.
 --
--- The scanning and the AT line are one herdtext call (C): on every IAMAT
--- it replaces a field split, two parses, a time difference and a
--- nine-piece concatenation in Lua. The rules stay here and in location.lua
+-- The scanning and the reply are one herdtext call (C): on every IAMAT it
+-- replaces a field split, two parses, a time difference and a nine-piece
+-- concatenation in Lua. The rules stay here and in location.lua
 -- and records.lua.
 local core = require "core"
 local location = require "location"
@@ -22,16 +22,17 @@ local repeats, accept = records.repeats, records.accept
 
 -- Takes the line; returns the reply, or nil when invalid.
 function M.command(conn, line)
-  local client, sec, nsec, at, lat, lon = scan(line, name, now())
+  -- reply: the AT line and its newline, which the store drops
+  local client, sec, nsec, reply, lat, lon = scan(line, name, now())
   if not client or not in_range(lat, lon) then return nil end
   -- A record the store cannot keep (a client id over 1024 bytes, an AT
   -- line over 8192) is not acknowledged: "? ", not an AT line for a
   -- location no server will know.
-  if not repeats(client, sec, nsec, at) and
-      accept(client, sec, nsec, at) == nil then
+  if not repeats(client, sec, nsec, reply) and
+      accept(client, sec, nsec, reply) == nil then
     return nil
   end
-  return at .. "\n"
+  return reply
 end
 
 return M

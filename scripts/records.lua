@@ -27,9 +27,9 @@ function M.valid(client, sec, nsec, line)
   return true
 end
 
--- True when the stored record for client is the report of the AT line at:
--- the same timestamp and the same location and time fields, byte for
--- byte, whichever server took it.
+-- True when the stored record for client is the report of the AT line at
+-- (with or without its newline): the same timestamp and the same location
+-- and time fields, byte for byte, whichever server took it.
 function M.repeats(client, sec, nsec, at)
   local s, n = stamp(client)
   if s ~= sec or n ~= nsec then return false end

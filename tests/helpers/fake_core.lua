@@ -55,6 +55,7 @@ function M.new(opts)
 
   core.store = {}
   function core.store.put(client, sec, nsec, line)
+    line = line:gsub("\n$", "") -- as the core: a final newline is not kept
     local old = core.records[client]
     if old and not newer(sec, nsec, line, old) then return false end
     core.records[client] = { sec = sec, nsec = nsec, line = line }
