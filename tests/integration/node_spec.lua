@@ -168,6 +168,30 @@ describe("server logs #integration", function()
     c:close()
   end)
 
+  it("keep every line of a log past the chunks dropped from the page cache", function()
+    local h = herd.start({ servers = { Solo = { port = BASE + 43 } } })
+    finally(function() h:stop() end)
+    local c = h:client("Solo", 30)
+    local N, batch = 100000, {}
+    for i = 1, N do
+      batch[#batch + 1] = ("IAMAT big%d +1+1 %d.5\n"):format(i, i)
+      if #batch == 1000 then
+        c:send(table.concat(batch))
+        batch = {}
+        for _ = 1, 1000 do c:line() end
+      end
+    end
+    c:close()
+    assert.is_true(h:signal("Solo", "TERM"))
+    assert.equal(0, h:exit_code("Solo"))
+    local log = h:log("Solo")
+    assert.is_true(#log > 16 * 1024 * 1024, "log of " .. #log .. " bytes")
+    local _, ins = log:gsub(" IN 127%.0%.0%.1:%d+ IAMAT big", "")
+    local _, outs = log:gsub(" OUT 127%.0%.0%.1:%d+ AT Solo ", "")
+    assert.equal(N, ins)
+    assert.equal(N, outs)
+  end)
+
   it("catch up within milliseconds once the server goes quiet", function()
     local h = herd.start({ servers = { Solo = { port = BASE + 42 } } })
     finally(function() h:stop() end)
