@@ -686,6 +686,21 @@ static int json_array(json_scan *j, int depth, lua_Integer cut, json_pos *pos) {
   }
 }
 
+/* After an object member: 0 when the object closes, 1 when another member
+ * follows (its white space skipped), -1 on an error. */
+static int json_member_end(json_scan *j) {
+  json_ws(j);
+  if (j->i >= j->n) return json_fail(j, "unexpected end in object");
+  if (j->s[j->i] == '}') {
+    j->i++;
+    return 0;
+  }
+  if (j->s[j->i] != ',') return json_fail(j, "expected , or } in object");
+  j->i++;
+  json_ws(j);
+  return 1;
+}
+
 static int json_object(json_scan *j, int depth) {
   if (depth > JSON_MAX_DEPTH) return json_fail(j, "nesting deeper than 64");
   j->i++;
@@ -703,15 +718,8 @@ static int json_object(json_scan *j, int depth) {
     j->i++;
     json_ws(j);
     if (json_value(j, depth) < 0) return -1;
-    json_ws(j);
-    if (j->i >= j->n) return json_fail(j, "unexpected end in object");
-    if (j->s[j->i] == '}') {
-      j->i++;
-      return 0;
-    }
-    if (j->s[j->i] != ',') return json_fail(j, "expected , or } in object");
-    j->i++;
-    json_ws(j);
+    int end = json_member_end(j);
+    if (end <= 0) return end;
   }
 }
 
@@ -865,15 +873,8 @@ static int json_top_object(json_scan *j, json_top *t) {
       t->nm = idx + 1;
     }
 #undef KEY_IS
-    json_ws(j);
-    if (j->i >= j->n) return json_fail(j, "unexpected end in object");
-    if (j->s[j->i] == '}') {
-      j->i++;
-      return 0;
-    }
-    if (j->s[j->i] != ',') return json_fail(j, "expected , or } in object");
-    j->i++;
-    json_ws(j);
+    int end = json_member_end(j);
+    if (end <= 0) return end;
   }
 }
 

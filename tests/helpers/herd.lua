@@ -130,6 +130,19 @@ function Client:all()
   return s or partial, err
 end
 function Client:close() self.sock:close() end
+-- Sends n one-line requests, line_of(i) each (with its "\n"), pipelined in
+-- batches of 1000, reading each batch's replies before the next.
+function Client:pipeline(n, line_of)
+  local batch = {}
+  for i = 1, n do
+    batch[#batch + 1] = line_of(i)
+    if #batch == 1000 or i == n then
+      self:send(table.concat(batch))
+      for _ = 1, #batch do self:line() end
+      batch = {}
+    end
+  end
+end
 
 -- A running herd.
 local Herd = {}

@@ -172,15 +172,8 @@ describe("server logs #integration", function()
     local h = herd.start({ servers = { Solo = { port = BASE + 43 } } })
     finally(function() h:stop() end)
     local c = h:client("Solo", 30)
-    local N, batch = 100000, {}
-    for i = 1, N do
-      batch[#batch + 1] = ("IAMAT big%d +1+1 %d.5\n"):format(i, i)
-      if #batch == 1000 then
-        c:send(table.concat(batch))
-        batch = {}
-        for _ = 1, 1000 do c:line() end
-      end
-    end
+    local N = 100000
+    c:pipeline(N, function(i) return ("IAMAT big%d +1+1 %d.5\n"):format(i, i) end)
     c:close()
     assert.is_true(h:signal("Solo", "TERM"))
     assert.equal(0, h:exit_code("Solo"))
