@@ -128,6 +128,15 @@ void script_pool_free(void) {
   }
 }
 
+/* Gives back ptr, a block of size bytes, to its class or to malloc. */
+static void pool_free(void *ptr, size_t size) {
+  size_t c = pool_class(size);
+  if (c)
+    pool_put(c, ptr);
+  else
+    free(ptr);
+}
+
 /* A block of nsize for ptr (osize), from its class or malloc. */
 static void *pool_realloc(void *ptr, size_t osize, size_t nsize) {
   size_t oc = ptr ? pool_class(osize) : 0, nc = pool_class(nsize);
@@ -136,10 +145,7 @@ static void *pool_realloc(void *ptr, size_t osize, size_t nsize) {
   void *p = nc ? pool_get(nc) : malloc(nsize);
   if (!p || !ptr) return p;
   memcpy(p, ptr, osize < nsize ? osize : nsize);
-  if (oc)
-    pool_put(oc, ptr);
-  else
-    free(ptr);
+  pool_free(ptr, osize);
   return p;
 }
 
@@ -149,13 +155,7 @@ static void *alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   script_state_t *s = ud;
   size_t old = ptr ? osize : 0;
   if (nsize == 0) {
-    if (ptr) {
-      size_t c = pool_class(osize);
-      if (c)
-        pool_put(c, ptr);
-      else
-        free(ptr);
-    }
+    if (ptr) pool_free(ptr, osize);
     s->mem -= old;
     return NULL;
   }

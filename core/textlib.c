@@ -29,29 +29,6 @@ static int is_digit(unsigned char c) {
   return c >= '0' && c <= '9';
 }
 
-/* fields(s [, max]) -> the white-space separated fields of s, at most max
- * (default and limit MAX_FIELDS): fields(line, 1) is the verb alone. */
-static int l_fields(lua_State *L) {
-  size_t n;
-  const char *s = luaL_checklstring(L, 1, &n);
-  lua_Integer max = luaL_optinteger(L, 2, MAX_FIELDS);
-  if (max > MAX_FIELDS) max = MAX_FIELDS;
-  int count = 0;
-  size_t i = 0;
-  while (count < max) {
-    while (i < n && is_space((unsigned char)s[i]))
-      i++;
-    if (i == n) break;
-    size_t start = i;
-    while (i < n && !is_space((unsigned char)s[i]))
-      i++;
-    luaL_checkstack(L, 1, "fields");
-    lua_pushlstring(L, s + start, i - start);
-    count++;
-  }
-  return count;
-}
-
 #define TIME_ERROR "time must be seconds with up to nine decimals"
 #define LOCATION_ERROR "location must be [+-]lat[+-]lon in decimal degrees"
 
@@ -92,16 +69,18 @@ static int parse_timestamp(const char *s, size_t n, int64_t *sec_out,
   return 0;
 }
 
+static int push_error(lua_State *L, const char *err) {
+  lua_pushnil(L);
+  lua_pushstring(L, err);
+  return 2;
+}
+
 /* timestamp(s) -> sec, nsec (see parse_timestamp), else nil, err. */
 static int l_timestamp(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
   int64_t sec, nsec;
-  if (parse_timestamp(s, n, &sec, &nsec) < 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, TIME_ERROR);
-    return 2;
-  }
+  if (parse_timestamp(s, n, &sec, &nsec) < 0) return push_error(L, TIME_ERROR);
   lua_pushinteger(L, sec);
   lua_pushinteger(L, nsec);
   return 2;
@@ -203,11 +182,7 @@ static int l_latlon(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
   double lat, lon;
-  if (parse_latlon(s, n, &lat, &lon) < 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, LOCATION_ERROR);
-    return 2;
-  }
+  if (parse_latlon(s, n, &lat, &lon) < 0) return push_error(L, LOCATION_ERROR);
   lua_pushnumber(L, lat);
   lua_pushnumber(L, lon);
   return 2;
@@ -237,34 +212,47 @@ static uint32_t space_mask(const char *s, size_t n) {
   return m | (0xffffu << n & 0xffffu);
 }
 
-/* Up to max fields of s into f; returns how many there are, up to max + 1
- * (so "more than max" shows). Sixteen bytes are classified at a time, and
- * field edges found from the masks: this runs on every line. */
+/* The first fields of s, at most max, into f; returns how many (a caller
+ * that must see "more than N" asks for N + 1). Sixteen bytes are
+ * classified at a time, and field edges found from the masks: this runs
+ * on every line. */
 static int split(const char *s, size_t n, span_t *f, int max) {
   int count = 0;
   uint32_t prev_space = 1; /* before the string */
   size_t start = 0;
-  for (size_t base = 0; base < n && count <= max; base += 16) {
+  for (size_t base = 0; base < n && count < max; base += 16) {
     size_t len = n - base < 16 ? n - base : 16;
     uint32_t m = space_mask(s + base, len);
     uint32_t before = ((m << 1) | prev_space) & 0xffffu; /* s[k - 1] */
     uint32_t edges = (~m & before) | (m & ~before & 0xffffu);
     prev_space = m >> 15 & 1;
-    while (edges && count <= max) {
+    while (edges && count < max) {
       unsigned k = (unsigned)__builtin_ctz(edges);
       edges &= edges - 1;
-      if (!(m >> k & 1)) {
+      if (!(m >> k & 1))
         start = base + k; /* a field starts */
-      } else {
-        if (count < max) f[count] = (span_t){s + start, base + k - start};
-        count++;
-      }
+      else
+        f[count++] = (span_t){s + start, base + k - start};
     }
   }
-  if (!prev_space && count <= max) { /* a field runs to the end */
-    if (count < max) f[count] = (span_t){s + start, n - start};
-    count++;
-  }
+  if (!prev_space && count < max) /* a field runs to the end */
+    f[count++] = (span_t){s + start, n - start};
+  return count;
+}
+
+/* fields(s [, max]) -> the white-space separated fields of s, at most max
+ * (default and limit MAX_FIELDS): fields(line, 1) is the verb alone. */
+static int l_fields(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  lua_Integer max = luaL_optinteger(L, 2, MAX_FIELDS);
+  if (max > MAX_FIELDS) max = MAX_FIELDS;
+  if (max < 1) return 0;
+  span_t f[MAX_FIELDS];
+  int count = split(s, n, f, (int)max);
+  luaL_checkstack(L, count, "fields");
+  for (int k = 0; k < count; k++)
+    lua_pushlstring(L, f[k].p, f[k].len);
   return count;
 }
 
@@ -274,12 +262,6 @@ static const char *parse_report(span_t loc, span_t time, double *lat,
   if (parse_latlon(loc.p, loc.len, lat, lon) < 0) return LOCATION_ERROR;
   if (parse_timestamp(time.p, time.len, sec, nsec) < 0) return TIME_ERROR;
   return NULL;
-}
-
-static int push_error(lua_State *L, const char *err) {
-  lua_pushnil(L);
-  lua_pushstring(L, err);
-  return 2;
 }
 
 /* iamat(line, server, now_ns) -> client, sec, nsec, reply, lat, lon for
@@ -295,11 +277,11 @@ static int l_iamat(lua_State *L) {
   const char *s = luaL_checklstring(L, 1, &n);
   const char *name = luaL_checklstring(L, 2, &name_len);
   int64_t now = luaL_checkinteger(L, 3);
-  span_t f[4];
+  span_t f[5]; /* a fifth field is one too many */
   int64_t sec, nsec;
   double lat, lon;
   const char *err = NULL;
-  if (split(s, n, f, 4) != 4)
+  if (split(s, n, f, 5) != 4)
     err = "IAMAT takes a client, a location and a time";
   else
     err = parse_report(f[2], f[3], &lat, &lon, &sec, &nsec);
@@ -355,11 +337,11 @@ static int is_diff(const char *s, size_t n) {
 static int l_at(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
-  span_t f[6];
+  span_t f[7]; /* a seventh field is one too many */
   int64_t sec, nsec;
   double lat, lon;
   const char *err = NULL;
-  if (split(s, n, f, 6) != 6 || f[0].len != 2 || memcmp(f[0].p, "AT", 2))
+  if (split(s, n, f, 7) != 6 || f[0].len != 2 || memcmp(f[0].p, "AT", 2))
     err = "not an AT line";
   else if (!is_diff(f[2].p, f[2].len))
     err = "not an AT line: bad time difference";
