@@ -202,15 +202,29 @@ static void sent(pconn_t *pc, size_t bytes) {
   mark_dirty(pc);
 }
 
+static uint8_t *put_be(uint8_t *p, uint64_t v, int bytes) {
+  for (int k = bytes - 1; k >= 0; k--)
+    *p++ = (uint8_t)(v >> (8 * k));
+  return p;
+}
+
+/* A record frame, written in place: floods call this for every record and
+ * link, so it reserves once instead of appending field by field. */
 static void encode_record(buf_t *b, const store_rec_t *r) {
-  size_t at = frame_begin(b, F_RECORD);
-  put_u64(b, (uint64_t)r->sec);
-  put_u32(b, (uint32_t)r->nsec);
-  put_u16(b, r->client_len);
-  buf_append(b, STORE_CLIENT(r), r->client_len);
-  put_u16(b, r->line_len);
-  buf_append(b, STORE_LINE(r), r->line_len);
-  frame_end(b, at);
+  size_t body = 2 + 8 + 4 + 2 + r->client_len + 2 + r->line_len;
+  buf_reserve(b, 4 + body);
+  uint8_t *p = (uint8_t *)b->data + b->len;
+  p = put_be(p, body, 4);
+  *p++ = PEER_VERSION;
+  *p++ = F_RECORD;
+  p = put_be(p, (uint64_t)r->sec, 8);
+  p = put_be(p, (uint32_t)r->nsec, 4);
+  p = put_be(p, r->client_len, 2);
+  memcpy(p, STORE_CLIENT(r), r->client_len);
+  p += r->client_len;
+  p = put_be(p, r->line_len, 2);
+  memcpy(p, STORE_LINE(r), r->line_len);
+  b->len += 4 + body;
 }
 
 /* ---- writing ------------------------------------------------------------- */
@@ -803,11 +817,22 @@ int peer_flood(const char *client, size_t len, const char *except) {
   const store_rec_t *r = store_get(client, len);
   if (!r) return 0;
   int n = 0;
+  pconn_t *frame = NULL; /* the link whose buffer holds the encoded record */
+  size_t frame_at = 0;
   for (int i = 0; i < nlinks; i++) {
     pconn_t *pc = links[i].active;
     if (!pc || (except && strcmp(except, links[i].srv->name) == 0)) continue;
     size_t before = pc->wq.out.len;
-    encode_record(&pc->wq.out, r);
+    if (!frame) {
+      encode_record(&pc->wq.out, r);
+      frame = pc;
+      frame_at = before;
+    } else { /* the same bytes as the first link's */
+      size_t bytes = frame->wq.out.len - frame_at;
+      buf_reserve(&pc->wq.out, bytes);
+      memcpy(pc->wq.out.data + before, frame->wq.out.data + frame_at, bytes);
+      pc->wq.out.len += bytes;
+    }
     stats.records_out++;
     stats.records_flooded++;
     sent(pc, pc->wq.out.len - before);

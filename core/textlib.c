@@ -329,14 +329,18 @@ static int is_diff(const char *s, size_t n) {
   return 1;
 }
 
-/* at(line) -> server, client, sec, nsec, lat, lon for an AT line
- * "AT <server> <[+-]S.NNNNNNNNN> <client> <location> <time>", else nil,
- * err. What a record from a peer must look like; whether it agrees with
- * the client and timestamp it came with, and the ranges, are the
- * caller's rules. */
+/* at(line, client, sec, nsec) -> lat, lon when line is an AT line
+ * "AT <server> <[+-]S.NNNNNNNNN> <client> <location> <time>" reporting
+ * client at sec.nsec, else nil, err. How a record from a peer must look
+ * and agree with the client and timestamp it came with; checked in one
+ * call (no strings made) because it runs for every new record. The
+ * ranges are the caller's rule. */
 static int l_at(lua_State *L) {
-  size_t n;
+  size_t n, client_len;
   const char *s = luaL_checklstring(L, 1, &n);
+  const char *client = luaL_checklstring(L, 2, &client_len);
+  lua_Integer want_sec = luaL_checkinteger(L, 3);
+  lua_Integer want_nsec = luaL_checkinteger(L, 4);
   span_t f[7]; /* a seventh field is one too many */
   int64_t sec, nsec;
   double lat, lon;
@@ -345,16 +349,16 @@ static int l_at(lua_State *L) {
     err = "not an AT line";
   else if (!is_diff(f[2].p, f[2].len))
     err = "not an AT line: bad time difference";
-  else
-    err = parse_report(f[4], f[5], &lat, &lon, &sec, &nsec);
+  else if ((err = parse_report(f[4], f[5], &lat, &lon, &sec, &nsec)))
+    ;
+  else if (f[3].len != client_len || memcmp(f[3].p, client, client_len))
+    err = "client does not match";
+  else if (sec != want_sec || nsec != want_nsec)
+    err = "timestamp does not match";
   if (err) return push_error(L, err);
-  lua_pushlstring(L, f[1].p, f[1].len);
-  lua_pushlstring(L, f[3].p, f[3].len);
-  lua_pushinteger(L, sec);
-  lua_pushinteger(L, nsec);
   lua_pushnumber(L, lat);
   lua_pushnumber(L, lon);
-  return 6;
+  return 2;
 }
 
 /* ---- json_cut: the places answer's JSON, checked and cut in one pass ----

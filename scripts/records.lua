@@ -7,32 +7,17 @@ local location = require "location"
 local text = require "herdtext"
 
 local fields, scan_at = text.fields, text.at
--- Every IAMAT goes through these: keep them in locals.
-local stamp, get, put, flood = core.store.stamp, core.store.get,
-  core.store.put, core.flood
+-- Every new record goes through these: keep them in locals.
+local get, put, flood = core.store.get, core.store.put, core.flood
 local in_range = location.in_range
 
 local M = {}
 
--- Checks an AT line as a peer sent it: the shape (scanned by herdtext.at,
--- in C: this runs for every new record from a peer), the ranges, and that
--- it agrees with the client and timestamp it came with. Returns true or
--- nil, err.
-function M.valid(client, sec, nsec, line)
-  local server, who, s, n, lat, lon = scan_at(line)
-  if not server then return nil, who end
-  if who ~= client then return nil, "client does not match" end
-  if not in_range(lat, lon) then return nil, "bad location" end
-  if s ~= sec or n ~= nsec then return nil, "timestamp does not match" end
-  return true
-end
-
--- True when the stored record for client is the report of the AT line at
--- (with or without its newline): the same timestamp and the same location
--- and time fields, byte for byte, whichever server took it.
-function M.repeats(client, sec, nsec, at)
-  local s, n = stamp(client)
-  if s ~= sec or n ~= nsec then return false end
+-- True when the stored record for client reports the same location and
+-- time fields as the AT line at (with or without its newline), byte for
+-- byte, whichever server took it. For a report whose timestamp is the
+-- stored one (core.store.stamp): then it repeats the stored report.
+function M.same_report(client, at)
   local _, _, _, _, loc, time = fields(get(client))
   local _, _, _, _, loc2, time2 = fields(at)
   return loc == loc2 and time == time2
@@ -41,7 +26,7 @@ end
 -- Stores a record if it is newer and floods it to every neighbour but the
 -- one it came from. Returns true when it was new, false when not newer, nil
 -- and the reason when the store refuses it (too long, empty).
-function M.accept(client, sec, nsec, line, from)
+local function accept(client, sec, nsec, line, from)
   local stored, err = put(client, sec, nsec, line)
   if stored == nil then
     core.warn("record for " .. client .. " refused: " .. err)
@@ -50,15 +35,20 @@ function M.accept(client, sec, nsec, line, from)
   if stored then flood(client, from) end
   return stored
 end
+M.accept = accept
 
--- The on_record hook: a record from the peer `from`.
+-- The on_record hook: a record from the peer `from`. The AT line must have
+-- the right shape and agree with the client and timestamp it came with
+-- (herdtext.at, in C: this runs for every new record from a peer), and its
+-- location must be in range.
 function M.on_record(from, client, sec, nsec, line)
-  local ok, err = M.valid(client, sec, nsec, line)
-  if not ok then
+  local lat, lon = scan_at(line, client, sec, nsec)
+  local err = not lat and lon or not in_range(lat, lon) and "bad location"
+  if err then
     core.warn("record from " .. from .. " dropped: " .. err)
     return
   end
-  M.accept(client, sec, nsec, line, from)
+  accept(client, sec, nsec, line, from)
 end
 
 return M

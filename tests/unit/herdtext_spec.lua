@@ -81,11 +81,16 @@ describe("herdtext.iamat", function()
 end)
 
 describe("herdtext.at", function()
-  it("returns the server, client, exact timestamp and position", function()
-    assert.same({ "Riley", "kiwi", 1621464827, 959498503, 34.06893, -118.445127 },
-      { text.at("AT Riley +0.263873386 kiwi +34.068930-118.445127 1621464827.959498503") })
-    assert.same({ "B", "c", 1, 500000000, 1, -1 },
-      { text.at("AT\tB -12.000000000  c +1-1 1.5") })
+  local LINE = "AT Riley +0.263873386 kiwi +34.068930-118.445127 1621464827.959498503"
+  it("returns the position of an AT line that reports the client at the timestamp", function()
+    assert.same({ 34.06893, -118.445127 }, { text.at(LINE, "kiwi", 1621464827, 959498503) })
+    assert.same({ 1, -1 }, { text.at("AT\tB -12.000000000  c +1-1 1.5", "c", 1, 500000000) })
+  end)
+  it("says when the line reports another client or timestamp", function()
+    assert.same({ nil, "client does not match" }, { text.at(LINE, "kiw", 1621464827, 959498503) })
+    assert.same({ nil, "client does not match" }, { text.at(LINE, "kiwis", 1621464827, 959498503) })
+    assert.same({ nil, "timestamp does not match" }, { text.at(LINE, "kiwi", 1621464828, 959498503) })
+    assert.same({ nil, "timestamp does not match" }, { text.at(LINE, "kiwi", 1621464827, 959498502) })
   end)
   for _, bad in ipairs({ "", "AT", "garbage",
       "AT Riley +0.1 kiwi +34-118 1",
@@ -98,8 +103,8 @@ describe("herdtext.at", function()
       "IAMAT Riley +0.263873386 kiwi +34-118 1",
       "at Riley +0.263873386 kiwi +34-118 1" }) do
     it("rejects " .. string.format("%q", bad) .. " with a reason", function()
-      local server, err = text.at(bad)
-      assert.is_nil(server)
+      local lat, err = text.at(bad, "kiwi", 1, 0)
+      assert.is_nil(lat)
       assert.is_string(err)
     end)
   end
