@@ -308,6 +308,7 @@ int luaopen_core(lua_State *L) {
       {"answer", l_answer}, {"addr", l_addr},     {"now", l_now},
       {"log", l_log},       {"warn", l_warn},     {"after", l_after},
       {"every", l_every},   {"cancel", l_cancel}, {"flood", l_flood},
+      {"accept_record", peer_l_accept_record},
       {"links", l_links},   {"stats", l_stats},   {NULL, NULL}};
   static const luaL_Reg store_fns[] = {
       {"put", l_store_put},     {"get", l_store_get},

@@ -33,6 +33,7 @@
 #include "log.h"
 #include "script.h"
 #include "store.h"
+#include "textlib.h"
 #include "wqueue.h"
 
 #define PEER_VERSION 1
@@ -439,6 +440,14 @@ static int on_record(pconn_t *pc, reader_t *r) {
   }
   lua_State *L = script_current();
   script_push_hook(L, HOOK_ON_RECORD);
+  if (lua_tocfunction(L, -1) == peer_l_accept_record) {
+    /* The built-in rule, with no script around it: no Lua at all. */
+    lua_pop(L, 1);
+    const char *err;
+    peer_accept_record(pc->link->srv->name, (const char *)client, cn, sec,
+                       nsec, (const char *)line, ln, &err);
+    return 0;
+  }
   lua_pushstring(L, pc->link->srv->name);
   lua_pushlstring(L, (const char *)client, cn);
   lua_pushinteger(L, sec);
@@ -807,6 +816,45 @@ void peer_shutdown(void) {
     uv_close((uv_handle_t *)&links[i].redial, NULL);
   uv_close((uv_handle_t *)&ticker, NULL);
   uv_close((uv_handle_t *)&listener, NULL);
+}
+
+int peer_accept_record(const char *from, const char *client, size_t cn,
+                       int64_t sec, int32_t nsec, const char *line, size_t ln,
+                       const char **err) {
+  *err = textlib_check_at(line, ln, client, cn, sec, nsec);
+  if (*err) {
+    log_warn("record from %s dropped: %s", from, *err);
+    return -1;
+  }
+  int stored = store_put(client, cn, sec, nsec, line, ln);
+  if (stored < 0) {
+    *err = "record too long or empty";
+    log_warn("record for %.*s from %s refused: %s", (int)(cn > 64 ? 64 : cn),
+             client, from, *err);
+    return -1;
+  }
+  if (stored) peer_flood(client, cn, from);
+  return stored;
+}
+
+int peer_l_accept_record(lua_State *L) {
+  size_t cn, ln;
+  const char *from = luaL_checkstring(L, 1);
+  const char *client = luaL_checklstring(L, 2, &cn);
+  lua_Integer sec = luaL_checkinteger(L, 3);
+  lua_Integer nsec = luaL_checkinteger(L, 4);
+  const char *line = luaL_checklstring(L, 5, &ln);
+  if (nsec < 0 || nsec > 999999999) luaL_argerror(L, 4, "nsec out of range");
+  const char *err;
+  int rc = peer_accept_record(from, client, cn, sec, (int32_t)nsec, line, ln,
+                              &err);
+  if (rc < 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushboolean(L, rc);
+  return 1;
 }
 
 int peer_flood(const char *client, size_t len, const char *except) {

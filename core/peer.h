@@ -5,7 +5,8 @@
  * peer wire format, the mutual HMAC-SHA256 challenge that authenticates a
  * link, flooding of records, and reconciliation of the record store when a
  * link comes up (a walk down the store's hash tree). Records that arrive go
- * to the scripts' on_record hook; the scripts decide what is new. */
+ * to the scripts' on_record hook, which is the built-in rule
+ * (peer_accept_record, in C) unless a script replaces or wraps it. */
 #ifndef HERD_PEER_H
 #define HERD_PEER_H
 
@@ -29,6 +30,18 @@ void peer_flush_all(void);
 /* Sends the stored record of client to every live link except the one to
  * the server named except (may be NULL). Returns the number of links. */
 int peer_flood(const char *client, size_t len, const char *except);
+/* The built-in record rule: a record from the neighbour `from` must be an AT
+ * line reporting its client at its timestamp (textlib_check_at); it is
+ * stored if newer and then flooded to every neighbour but `from`. Returns
+ * 1 stored, 0 not newer, or -1 with *err, dropped or refused (logged). */
+int peer_accept_record(const char *from, const char *client, size_t cn,
+                       int64_t sec, int32_t nsec, const char *line, size_t ln,
+                       const char **err);
+/* core.accept_record(from, client, sec, nsec, line) -> true (stored),
+ * false (not newer) or nil, err: peer_accept_record for Lua. The built-in
+ * scripts install it as the on_record hook; when it is the hook itself, the
+ * core calls peer_accept_record without Lua. */
+int peer_l_accept_record(lua_State *L);
 /* Pushes { name = { state=, since_ms=, frames_in=, ... } } for the links. */
 void peer_push_links(lua_State *L);
 /* Cuts the link to name and refuses it for ms (tests, admin). */

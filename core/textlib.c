@@ -168,21 +168,27 @@ static int signed_decimal(const char *s, size_t n, size_t *i, double *v) {
   return 0;
 }
 
-static int parse_latlon(const char *s, size_t n, double *lat, double *lon) {
+/* A location as the protocol defines it: ISO 6709 "[+-]lat[+-]lon" decimal
+ * degrees with the latitude within ±90 and the longitude within ±180.
+ * NULL or what is wrong. */
+static const char *parse_latlon(const char *s, size_t n, double *lat,
+                                double *lon) {
   size_t i = 0;
   if (signed_decimal(s, n, &i, lat) < 0 || signed_decimal(s, n, &i, lon) < 0 ||
       i != n)
-    return -1;
-  return 0;
+    return LOCATION_ERROR;
+  if (*lat < -90 || *lat > 90) return "latitude out of range";
+  if (*lon < -180 || *lon > 180) return "longitude out of range";
+  return NULL;
 }
 
-/* latlon(s) -> lat, lon for ISO 6709 "[+-]lat[+-]lon" decimal degrees
- * (no range check: that is the caller's rule), else nil, err. */
+/* latlon(s) -> lat, lon for a location (see parse_latlon), else nil, err. */
 static int l_latlon(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
   double lat, lon;
-  if (parse_latlon(s, n, &lat, &lon) < 0) return push_error(L, LOCATION_ERROR);
+  const char *err = parse_latlon(s, n, &lat, &lon);
+  if (err) return push_error(L, err);
   lua_pushnumber(L, lat);
   lua_pushnumber(L, lon);
   return 2;
@@ -259,19 +265,19 @@ static int l_fields(lua_State *L) {
 /* A report's location and time fields; NULL or what is wrong. */
 static const char *parse_report(span_t loc, span_t time, double *lat,
                                 double *lon, int64_t *sec, int64_t *nsec) {
-  if (parse_latlon(loc.p, loc.len, lat, lon) < 0) return LOCATION_ERROR;
+  const char *err = parse_latlon(loc.p, loc.len, lat, lon);
+  if (err) return err;
   if (parse_timestamp(time.p, time.len, sec, nsec) < 0) return TIME_ERROR;
   return NULL;
 }
 
-/* iamat(line, server, now_ns) -> client, sec, nsec, reply, lat, lon for
+/* iamat(line, server, now_ns) -> client, sec, nsec, reply for
  * "<verb> <client> <location> <time>" (the verb is the caller's business),
  * where reply is "AT <server> <now - time> <client> <location> <time>\n"
  * with the operands byte for byte; else nil, err. One call does what
  * fields + latlon + timestamp + timediff + a concatenation did on every
  * IAMAT, and the reply with its newline is one string, which
- * core.store.put takes as it is. Ranges (|lat| <= 90...) stay the
- * caller's rule. */
+ * core.store.put takes as it is. */
 static int l_iamat(lua_State *L) {
   size_t n, name_len;
   const char *s = luaL_checklstring(L, 1, &n);
@@ -316,9 +322,7 @@ static int l_iamat(lua_State *L) {
     lua_pushlstring(L, stack, at_len);
   else
     luaL_pushresultsize(&b, at_len);
-  lua_pushnumber(L, lat);
-  lua_pushnumber(L, lon);
-  return 6;
+  return 4;
 }
 
 /* "[+-]digits.ddddddddd": a time difference as format_diff writes it. */
@@ -329,36 +333,34 @@ static int is_diff(const char *s, size_t n) {
   return 1;
 }
 
-/* at(line, client, sec, nsec) -> lat, lon when line is an AT line
- * "AT <server> <[+-]S.NNNNNNNNN> <client> <location> <time>" reporting
- * client at sec.nsec, else nil, err. How a record from a peer must look
- * and agree with the client and timestamp it came with; checked in one
- * call (no strings made) because it runs for every new record. The
- * ranges are the caller's rule. */
+const char *textlib_check_at(const char *s, size_t n, const char *client,
+                             size_t client_len, int64_t sec, int64_t nsec) {
+  span_t f[7]; /* a seventh field is one too many */
+  int64_t at_sec, at_nsec;
+  double lat, lon;
+  const char *err;
+  if (split(s, n, f, 7) != 6 || f[0].len != 2 || memcmp(f[0].p, "AT", 2))
+    return "not an AT line";
+  if (!is_diff(f[2].p, f[2].len)) return "not an AT line: bad time difference";
+  if ((err = parse_report(f[4], f[5], &lat, &lon, &at_sec, &at_nsec)))
+    return err;
+  if (f[3].len != client_len || memcmp(f[3].p, client, client_len))
+    return "client does not match";
+  if (at_sec != sec || at_nsec != nsec) return "timestamp does not match";
+  return NULL;
+}
+
+/* at(line, client, sec, nsec) -> true, else nil, err: textlib_check_at. */
 static int l_at(lua_State *L) {
   size_t n, client_len;
   const char *s = luaL_checklstring(L, 1, &n);
   const char *client = luaL_checklstring(L, 2, &client_len);
-  lua_Integer want_sec = luaL_checkinteger(L, 3);
-  lua_Integer want_nsec = luaL_checkinteger(L, 4);
-  span_t f[7]; /* a seventh field is one too many */
-  int64_t sec, nsec;
-  double lat, lon;
-  const char *err = NULL;
-  if (split(s, n, f, 7) != 6 || f[0].len != 2 || memcmp(f[0].p, "AT", 2))
-    err = "not an AT line";
-  else if (!is_diff(f[2].p, f[2].len))
-    err = "not an AT line: bad time difference";
-  else if ((err = parse_report(f[4], f[5], &lat, &lon, &sec, &nsec)))
-    ;
-  else if (f[3].len != client_len || memcmp(f[3].p, client, client_len))
-    err = "client does not match";
-  else if (sec != want_sec || nsec != want_nsec)
-    err = "timestamp does not match";
+  lua_Integer sec = luaL_checkinteger(L, 3);
+  lua_Integer nsec = luaL_checkinteger(L, 4);
+  const char *err = textlib_check_at(s, n, client, client_len, sec, nsec);
   if (err) return push_error(L, err);
-  lua_pushnumber(L, lat);
-  lua_pushnumber(L, lon);
-  return 2;
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* ---- json_cut: the places answer's JSON, checked and cut in one pass ----

@@ -10,7 +10,15 @@
 #define HERD_TEXTLIB_H
 
 #include <lua.h>
+#include <stddef.h>
+#include <stdint.h>
 
 int luaopen_herdtext(lua_State *L);
+
+/* NULL when line is an AT line ("AT <server> <[+-]S.NNNNNNNNN> <client>
+ * <location> <time>", the location in range) that reports client at
+ * sec.nsec, else what is wrong: how a record from a peer must look. */
+const char *textlib_check_at(const char *line, size_t n, const char *client,
+                             size_t client_len, int64_t sec, int64_t nsec);
 
 #endif

@@ -5,11 +5,10 @@
 -- server took it first: resending a report never starts a flood.
 --
 -- The scanning and the reply are one herdtext call (C): on every IAMAT it
--- replaces a field split, two parses, a time difference and a nine-piece
--- concatenation in Lua. The rules stay here and in location.lua
--- and records.lua.
+-- replaces a field split, two parses (the location's ranges included), a
+-- time difference and a nine-piece concatenation in Lua. What is stored,
+-- repeated and flooded is decided here and in records.lua.
 local core = require "core"
-local location = require "location"
 local records = require "records"
 local scan = require("herdtext").iamat
 
@@ -17,14 +16,13 @@ local M = {}
 
 -- Every IAMAT goes through these: keep them in locals.
 local now, name, stamp = core.now, core.name, core.store.stamp
-local in_range = location.in_range
 local same_report, accept = records.same_report, records.accept
 
 -- Takes the line; returns the reply, or nil when invalid.
 function M.command(conn, line)
   -- reply: the AT line and its newline, which the store drops
-  local client, sec, nsec, reply, lat, lon = scan(line, name, now())
-  if not client or not in_range(lat, lon) then return nil end
+  local client, sec, nsec, reply = scan(line, name, now())
+  if not client then return nil end
   -- A repeat is rare: the timestamps are compared first, here, because a
   -- Lua call costs a few percent of an IAMAT.
   local s, n = stamp(client)

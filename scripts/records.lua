@@ -3,13 +3,10 @@
 -- (core.store), which keeps per client the newest record by client time,
 -- ties broken by the greater AT line, so every server picks the same one.
 local core = require "core"
-local location = require "location"
-local text = require "herdtext"
 
-local fields, scan_at = text.fields, text.at
+local fields = require("herdtext").fields
 -- Every new record goes through these: keep them in locals.
 local get, put, flood = core.store.get, core.store.put, core.flood
-local in_range = location.in_range
 
 local M = {}
 
@@ -23,32 +20,26 @@ function M.same_report(client, at)
   return loc == loc2 and time == time2
 end
 
--- Stores a record if it is newer and floods it to every neighbour but the
--- one it came from. Returns true when it was new, false when not newer, nil
--- and the reason when the store refuses it (too long, empty).
-local function accept(client, sec, nsec, line, from)
+-- A client's report: stored if newer and then flooded to every neighbour.
+-- Returns true when it was new, false when not newer, nil and the reason
+-- when the store refuses it (too long, empty).
+function M.accept(client, sec, nsec, line)
   local stored, err = put(client, sec, nsec, line)
   if stored == nil then
     core.warn("record for " .. client .. " refused: " .. err)
     return nil, err
   end
-  if stored then flood(client, from) end
+  if stored then flood(client) end
   return stored
 end
-M.accept = accept
 
--- The on_record hook: a record from the peer `from`. The AT line must have
--- the right shape and agree with the client and timestamp it came with
--- (herdtext.at, in C: this runs for every new record from a peer), and its
--- location must be in range.
-function M.on_record(from, client, sec, nsec, line)
-  local lat, lon = scan_at(line, client, sec, nsec)
-  local err = not lat and lon or not in_range(lat, lon) and "bad location"
-  if err then
-    core.warn("record from " .. from .. " dropped: " .. err)
-    return
-  end
-  accept(client, sec, nsec, line, from)
-end
+-- The on_record hook: a record from a peer must be an AT line that reports
+-- its client at its timestamp (herdtext.at's rules); it is stored if newer
+-- and flooded to every neighbour but the sender. This is the core's built-in
+-- rule, core.accept_record, in C: a server runs it for every new record it
+-- hears, about four times per IAMAT in the example herd, and as the hook
+-- itself it runs without entering Lua. A script that wants another rule
+-- chains on_record (docs/core-api.md); next is this function.
+M.on_record = core.accept_record
 
 return M

@@ -22,8 +22,8 @@ local places = require "places"
 local json = require "places.json"
 local lazy = require "places.lazy"
 local common = require "places.common"
-local location = require "location"
-local split_fields = require("herdtext").fields
+local text = require "herdtext"
+local split_fields, latlon = text.fields, text.latlon
 
 local M = {}
 
@@ -184,7 +184,7 @@ function M.command(conn, fields, line)
   local at_line = core.store.get(fields[2])
   if not at_line then return "? " .. line .. "\n" end
   local _, _, _, _, loc = split_fields(at_line, 5)
-  local lat, lon = location.parse(loc or "")
+  local lat, lon = latlon(loc or "")
   if not lat then return "? " .. line .. "\n" end
 
   local radius_m = radius * 1000

@@ -21,7 +21,7 @@ function M.new(opts)
     name = opts.name or "Test",
     config = opts.config or { servers = {}, links = {}, places = { provider = "local" } },
     clock = opts.clock or 0,
-    sent = {}, answers = {}, floods = {}, logs = {}, warnings = {},
+    sent = {}, answers = {}, floods = {}, logs = {}, warnings = {}, accepted = {},
     http_calls = {}, timers = {}, records = {}, deferred = {},
     next_token = 1,
   }
@@ -49,6 +49,12 @@ function M.new(opts)
   function core.flood(client, except)
     core.floods[#core.floods + 1] = { client = client, except = except }
     return 0
+  end
+  -- The built-in record rule is C (core/peer.c), tested against the real
+  -- core in tests/integration/records_spec.lua; here it records its calls.
+  function core.accept_record(from, client, sec, nsec, line)
+    core.accepted[#core.accepted + 1] = { from, client, sec, nsec, line }
+    return true
   end
   function core.links() return {} end
   function core.stats() return {} end

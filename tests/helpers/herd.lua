@@ -31,6 +31,7 @@ local function write_file(path, text)
   f:write(text)
   f:close()
 end
+M.write_file = write_file
 
 local function read_file(path)
   local f = io.open(path, "r")
@@ -65,6 +66,7 @@ local function tmpdir()
   local run = os.getenv("HERD_TEST_RUN") or "manual"
   return (sh("mktemp -d /tmp/herd-test." .. run .. ".XXXXXX"):gsub("%s+$", ""))
 end
+M.tmpdir = tmpdir
 
 -- The absolute path of file in the folder of the spec that calls this.
 function M.beside(file)

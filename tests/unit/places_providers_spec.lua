@@ -4,8 +4,7 @@ local cjson = require "cjson"
 local KEY = "AIza+test/key=1"
 
 local function query(loc, radius_km)
-  local location = require "location"
-  local lat, lon = location.parse(loc)
+  local lat, lon = require("herdtext").latlon(loc)
   return { lat = lat, lon = lon, location = loc, radius_km = radius_km,
     radius_m = radius_km * 1000, limit = 20 }
 end
