@@ -17,13 +17,19 @@ static const char *known_keys[] = {
     "insecure", "limits",     "links_redial", "admin_socket",
     NULL};
 
-static const char *limit_keys[] = {
-    "max_line",        "out_pause",
-    "max_connections", "max_connections_per_address",
-    "first_line_ms",   "idle_ms",
-    "stall_ms",        "lua_memory_mb",
-    "lua_budget",      "peer_max_frame",
-    "peer_timeout_ms", NULL};
+static const char *limit_keys[] = {"max_line",
+                                   "out_pause",
+                                   "max_connections",
+                                   "max_connections_per_address",
+                                   "first_line_ms",
+                                   "idle_ms",
+                                   "stall_ms",
+                                   "lua_memory_mb",
+                                   "lua_budget",
+                                   "peer_max_frame",
+                                   "peer_timeout_ms",
+                                   "max_records",
+                                   NULL};
 
 static int in_list(const char *key, const char **list) {
   for (int i = 0; list[i]; i++)
@@ -210,6 +216,7 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
   cfg->lua_budget = 50000000;
   cfg->peer_max_frame = 1 << 20;
   cfg->peer_timeout_ms = 15000;
+  cfg->max_records = 5000000;
   cfg->redial_min_ms = 100;
   cfg->redial_max_ms = 5000;
   const char *file = cfg->path;
@@ -231,12 +238,12 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
         return -1;
       }
     }
-    long v[11] = {(long)l->max_line,   (long)l->out_pause,
-                  l->max_conns,        l->max_per_addr,
-                  l->first_line_ms,    l->idle_ms,
-                  l->stall_ms,         (long)(cfg->lua_memory >> 20),
-                  cfg->lua_budget,     (long)cfg->peer_max_frame,
-                  cfg->peer_timeout_ms};
+    long v[12] = {(long)l->max_line,    (long)l->out_pause,
+                  l->max_conns,         l->max_per_addr,
+                  l->first_line_ms,     l->idle_ms,
+                  l->stall_ms,          (long)(cfg->lua_memory >> 20),
+                  cfg->lua_budget,      (long)cfg->peer_max_frame,
+                  cfg->peer_timeout_ms, cfg->max_records};
     if (get_int(L, file, "limits.", "max_line", 16, 1 << 24, &v[0], err,
                 errlen) < 0 ||
         get_int(L, file, "limits.", "out_pause", 1024, 1 << 30, &v[1], err,
@@ -258,7 +265,9 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
         get_int(L, file, "limits.", "peer_max_frame", 1024, 1 << 28, &v[9], err,
                 errlen) < 0 ||
         get_int(L, file, "limits.", "peer_timeout_ms", 100, 1 << 30, &v[10],
-                err, errlen) < 0) {
+                err, errlen) < 0 ||
+        get_int(L, file, "limits.", "max_records", 1, 1L << 32, &v[11], err,
+                errlen) < 0) {
       lua_pop(L, 1);
       return -1;
     }
@@ -273,6 +282,7 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
     cfg->lua_budget = v[8];
     cfg->peer_max_frame = (size_t)v[9];
     cfg->peer_timeout_ms = (unsigned)v[10];
+    cfg->max_records = v[11];
   }
   lua_pop(L, 1);
   lua_getfield(L, -1, "links_redial");

@@ -39,6 +39,7 @@ typedef struct config {
   size_t peer_max_frame;
   unsigned redial_min_ms, redial_max_ms;
   unsigned peer_timeout_ms; /* a link silent this long is dropped */
+  long max_records;         /* clients the store keeps */
 } config_t;
 
 /* Runs the config file in L, applies HERD_* overrides to its table, keeps the

@@ -190,6 +190,7 @@ static int l_store_put(lua_State *L) {
   /* A reply line can be stored as it is sent: its "\n" is not kept. */
   if (ln && line[ln - 1] == '\n') ln--;
   int rc = store_put(client, cn, sec, (int32_t)nsec, line, ln);
+  if (rc == STORE_FULL) return fail(L, STORE_FULL_ERROR);
   if (rc < 0) return fail(L, "record too long or empty");
   lua_pushboolean(L, rc);
   return 1;
@@ -284,6 +285,7 @@ static int l_stats(lua_State *L) {
   set_int(L, "peer_records_in", p->records_in);
   set_int(L, "peer_records_out", p->records_out);
   set_int(L, "peer_records_flooded", p->records_flooded);
+  set_int(L, "peer_records_refused", p->records_refused);
   set_int(L, "peer_records_stale", p->records_stale);
   set_int(L, "peer_auth_failures", p->auth_failures);
   set_int(L, "reconciles", p->reconciles);
@@ -303,13 +305,22 @@ static int l_stats(lua_State *L) {
 }
 
 int luaopen_core(lua_State *L) {
-  static const luaL_Reg fns[] = {
-      {"send", l_send},     {"close", l_close},   {"defer", l_defer},
-      {"answer", l_answer}, {"addr", l_addr},     {"now", l_now},
-      {"log", l_log},       {"warn", l_warn},     {"after", l_after},
-      {"every", l_every},   {"cancel", l_cancel}, {"flood", l_flood},
-      {"accept_record", peer_l_accept_record},
-      {"links", l_links},   {"stats", l_stats},   {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"send", l_send},
+                                 {"close", l_close},
+                                 {"defer", l_defer},
+                                 {"answer", l_answer},
+                                 {"addr", l_addr},
+                                 {"now", l_now},
+                                 {"log", l_log},
+                                 {"warn", l_warn},
+                                 {"after", l_after},
+                                 {"every", l_every},
+                                 {"cancel", l_cancel},
+                                 {"flood", l_flood},
+                                 {"accept_record", peer_l_accept_record},
+                                 {"links", l_links},
+                                 {"stats", l_stats},
+                                 {NULL, NULL}};
   static const luaL_Reg store_fns[] = {
       {"put", l_store_put},     {"get", l_store_get},
       {"stamp", l_store_stamp}, {"count", l_store_count},

@@ -366,7 +366,8 @@ static void restart_needed(lua_State *L, const config_t *c, char *out,
   CHANGED(str_differs(c->admin_socket, o->admin_socket), "admin_socket");
   CHANGED(memcmp(&c->limits, &o->limits, sizeof c->limits) != 0 ||
               c->peer_max_frame != o->peer_max_frame ||
-              c->peer_timeout_ms != o->peer_timeout_ms,
+              c->peer_timeout_ms != o->peer_timeout_ms ||
+              c->max_records != o->max_records,
           "limits");
   CHANGED(c->redial_min_ms != o->redial_min_ms ||
               c->redial_max_ms != o->redial_max_ms,
@@ -489,6 +490,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "herd: %s\n", err);
     return 1;
   }
+  store_set_limit((size_t)server_cfg.max_records);
   self_idx = config_find(&server_cfg, opts.name);
   if (self_idx < 0) {
     char names[1024];

@@ -444,8 +444,8 @@ static int on_record(pconn_t *pc, reader_t *r) {
     /* The built-in rule, with no script around it: no Lua at all. */
     lua_pop(L, 1);
     const char *err;
-    peer_accept_record(pc->link->srv->name, (const char *)client, cn, sec,
-                       nsec, (const char *)line, ln, &err);
+    peer_accept_record(pc->link->srv->name, (const char *)client, cn, sec, nsec,
+                       (const char *)line, ln, &err);
     return 0;
   }
   lua_pushstring(L, pc->link->srv->name);
@@ -827,8 +827,28 @@ int peer_accept_record(const char *from, const char *client, size_t cn,
     return -1;
   }
   int stored = store_put(client, cn, sec, nsec, line, ln);
+  if (stored == STORE_FULL) {
+    /* A bigger herd's reconciliation may offer thousands at once: one line
+     * a second, counting the refusals it stands for. */
+    static uint64_t last_ms;
+    static unsigned long unlogged;
+    *err = STORE_FULL_ERROR;
+    stats.records_refused++;
+    if (last_ms && uv_now(loop) - last_ms < 1000) {
+      unlogged++;
+      return -1;
+    }
+    log_warn(
+        "record for %.*s from %s refused: %s (%lu more since the last "
+        "line)",
+        (int)(cn > 64 ? 64 : cn), client, from, *err, unlogged);
+    last_ms = uv_now(loop);
+    unlogged = 0;
+    return -1;
+  }
   if (stored < 0) {
     *err = "record too long or empty";
+    stats.records_refused++;
     log_warn("record for %.*s from %s refused: %s", (int)(cn > 64 ? 64 : cn),
              client, from, *err);
     return -1;
@@ -846,8 +866,8 @@ int peer_l_accept_record(lua_State *L) {
   const char *line = luaL_checklstring(L, 5, &ln);
   if (nsec < 0 || nsec > 999999999) luaL_argerror(L, 4, "nsec out of range");
   const char *err;
-  int rc = peer_accept_record(from, client, cn, sec, (int32_t)nsec, line, ln,
-                              &err);
+  int rc =
+      peer_accept_record(from, client, cn, sec, (int32_t)nsec, line, ln, &err);
   if (rc < 0) {
     lua_pushnil(L);
     lua_pushstring(L, err);

@@ -19,7 +19,8 @@
 
 typedef struct peer_stats {
   uint64_t frames_in, frames_out, bytes_in, bytes_out, records_in, records_out,
-      records_stale, records_flooded, auth_failures, links_up, reconciles, sync_bytes_out;
+      records_stale, records_flooded, records_refused, auth_failures, links_up,
+      reconciles, sync_bytes_out;
 } peer_stats_t;
 
 /* Listens on the peer port and starts dialling every neighbour. */

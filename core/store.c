@@ -2,6 +2,7 @@
 #include "store.h"
 
 #include <malloc.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,7 @@
 static store_rec_t **table;
 static size_t table_cap; /* power of two */
 static size_t count, bytes;
+static size_t max_count = SIZE_MAX;
 /* tree[0] = root, tree[1] = level 1 (FANOUT nodes), ... leaves last. */
 static uint64_t *tree[STORE_DEPTH + 1];
 static store_rec_t **leaves;
@@ -55,6 +57,10 @@ void store_init(void) {
     n *= STORE_FANOUT;
   }
   leaves = xcalloc(STORE_LEAVES, sizeof *leaves);
+}
+
+void store_set_limit(size_t max_clients) {
+  max_count = max_clients;
 }
 
 void store_free(void) {
@@ -172,6 +178,7 @@ int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
   store_rec_t **slot = find_h(client, client_len, h);
   store_rec_t *old = *slot;
   if (old && store_compare(sec, nsec, line, line_len, old) <= 0) return 0;
+  if (!old && count >= max_count) return STORE_FULL;
   /* The version's digest: the line names the client, so line and timestamp
    * identify it. */
   uint64_t digest = hash_bytes(line, line_len,

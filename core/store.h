@@ -34,9 +34,15 @@ typedef struct store_rec {
 #define STORE_LINE(r) ((r)->data + (r)->client_len)
 
 void store_init(void);
+/* The most clients the store keeps (limits.max_records); default none. */
+void store_set_limit(size_t max_clients);
 void store_free(void);
+#define STORE_FULL (-2)
+#define STORE_FULL_ERROR "store full (limits.max_records)"
 /* Keeps the record if it is newer than the stored one for this client.
- * Returns 1 if stored, 0 if not newer, -1 if malformed (too long, empty). */
+ * Returns 1 if stored, 0 if not newer, -1 if malformed (too long, empty),
+ * STORE_FULL for a new client when the store holds its limit of clients
+ * (known clients are still updated). */
 int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
               const char *line, size_t line_len);
 const store_rec_t *store_get(const char *client, size_t client_len);

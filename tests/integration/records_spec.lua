@@ -1,6 +1,7 @@
 -- Records from peers against the real core: the built-in rule
 -- (core.accept_record, core/peer.c) checks, stores and floods them with no
--- Lua on the way, and a script that chains on_record still sees each one.
+-- Lua on the way, and a script that chains on_record still sees each one;
+-- and the store's bound on clients (limits.max_records).
 -- The test plays both neighbours of H, P and Q, over the peer wire format
 -- (helpers.chaos). Ports 26101-26103 (clients), 26151-26153 (peers).
 local herd = require "helpers.herd"
@@ -10,8 +11,9 @@ local socket = require "socket"
 local F = chaos.F
 local H_PEER = 26151
 
-local function conf()
+local function conf(limits)
   return {
+    limits = limits,
     servers = {
       H = { port = 26101, peer_port = H_PEER },
       P = { port = 26102, peer_port = 26152 },
@@ -56,8 +58,8 @@ describe("records from peers", function()
     h = nil
   end)
 
-  local function start(opts)
-    h = herd.start(conf(), opts or { only = { "H" } })
+  local function start(opts, limits)
+    h = herd.start(conf(limits), opts or { only = { "H" } })
     p = assert(chaos.peer_login("127.0.0.1", H_PEER, "P", "H", herd.secret))
     q = assert(chaos.peer_login("127.0.0.1", H_PEER, "Q", "H", herd.secret))
     assert.truthy(herd.eventually(function()
@@ -129,5 +131,31 @@ return {
     local log = h:log("H")
     assert.truthy(log:find("saw kiwi from P", 1, true))
     assert.truthy(log:find("saw lime from P", 1, true))
+  end)
+
+  it("keeps at most max_records clients, and still updates the ones it has", function()
+    start(nil, { max_records = 2 })
+    local c = h:client("H")
+    local function iamat(client, t)
+      return c:request(("IAMAT %s +1+1 %s"):format(client, t))
+    end
+    assert.matches("^AT H ", iamat("a", "1000.5"))
+    assert.matches("^AT H ", iamat("b", "1000.5"))
+    assert.equal("? IAMAT c +1+1 1000.5", iamat("c", "1000.5"))
+    assert.matches("^AT H .* a %+1%+1 1001%.5$", iamat("a", "1001.5"))
+    c:close()
+    assert.is_nil(h:record("H", "c"))
+    -- A peer's record for a new client is refused too, and not flooded on.
+    send_record(p, "d", 1000, at_line("P", "d", "1000.0"))
+    send_record(p, "b", 1001, at_line("P", "b", "1001.0"))
+    local seen = records_seen(q, 0.5)
+    assert.is_nil(seen.d)
+    assert.equal(at_line("P", "b", "1001.0"), seen.b)
+    local stats = h:stats("H")
+    assert.equal(2, stats.records)
+    assert.equal(1, stats.peer_records_refused)
+    local log = h:log("H")
+    assert.truthy(log:find("record for c refused: store full", 1, true), log)
+    assert.truthy(log:find("record for d from P refused: store full", 1, true), log)
   end)
 end)
