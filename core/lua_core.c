@@ -285,7 +285,7 @@ static int l_stats(lua_State *L) {
   set_int(L, "peer_records_in", p->records_in);
   set_int(L, "peer_records_out", p->records_out);
   set_int(L, "peer_records_flooded", p->records_flooded);
-  set_int(L, "peer_records_refused", p->records_refused);
+  set_int(L, "records_refused", p->records_refused);
   set_int(L, "peer_records_stale", p->records_stale);
   set_int(L, "peer_auth_failures", p->auth_failures);
   set_int(L, "reconciles", p->reconciles);

@@ -821,8 +821,8 @@ void peer_shutdown(void) {
 int peer_accept_record(const char *from, const char *client, size_t cn,
                        int64_t sec, int32_t nsec, const char *line, size_t ln,
                        const char **err) {
-  *err = textlib_check_at(line, ln, client, cn, sec, nsec);
-  if (*err) {
+  if (ln && line[ln - 1] == '\n') ln--; /* as core.store.put */
+  if (from && (*err = textlib_check_at(line, ln, client, cn, sec, nsec))) {
     log_warn("record from %s dropped: %s", from, *err);
     return -1;
   }
@@ -832,25 +832,25 @@ int peer_accept_record(const char *from, const char *client, size_t cn,
      * a second, counting the refusals it stands for. */
     static uint64_t last_ms;
     static unsigned long unlogged;
+    uint64_t now = loop ? uv_now(loop) : 0; /* no loop under --check */
     *err = STORE_FULL_ERROR;
     stats.records_refused++;
-    if (last_ms && uv_now(loop) - last_ms < 1000) {
+    if (last_ms && now - last_ms < 1000) {
       unlogged++;
       return -1;
     }
-    log_warn(
-        "record for %.*s from %s refused: %s (%lu more since the last "
-        "line)",
-        (int)(cn > 64 ? 64 : cn), client, from, *err, unlogged);
-    last_ms = uv_now(loop);
+    log_warn("record for %.*s%s%s refused: %s (%lu more since the last line)",
+             (int)(cn > 64 ? 64 : cn), client, from ? " from " : "",
+             from ? from : "", *err, unlogged);
+    last_ms = now;
     unlogged = 0;
     return -1;
   }
   if (stored < 0) {
     *err = "record too long or empty";
     stats.records_refused++;
-    log_warn("record for %.*s from %s refused: %s", (int)(cn > 64 ? 64 : cn),
-             client, from, *err);
+    log_warn("record for %.*s%s%s refused: %s", (int)(cn > 64 ? 64 : cn),
+             client, from ? " from " : "", from ? from : "", *err);
     return -1;
   }
   if (stored) peer_flood(client, cn, from);
@@ -859,7 +859,7 @@ int peer_accept_record(const char *from, const char *client, size_t cn,
 
 int peer_l_accept_record(lua_State *L) {
   size_t cn, ln;
-  const char *from = luaL_checkstring(L, 1);
+  const char *from = luaL_optstring(L, 1, NULL);
   const char *client = luaL_checklstring(L, 2, &cn);
   lua_Integer sec = luaL_checkinteger(L, 3);
   lua_Integer nsec = luaL_checkinteger(L, 4);

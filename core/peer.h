@@ -31,17 +31,20 @@ void peer_flush_all(void);
 /* Sends the stored record of client to every live link except the one to
  * the server named except (may be NULL). Returns the number of links. */
 int peer_flood(const char *client, size_t len, const char *except);
-/* The built-in record rule: a record from the neighbour `from` must be an AT
- * line reporting its client at its timestamp (textlib_check_at); it is
- * stored if newer and then flooded to every neighbour but `from`. Returns
- * 1 stored, 0 not newer, or -1 with *err, dropped or refused (logged). */
+/* The record rule: a record from the neighbour `from` must be an AT line
+ * reporting its client at its timestamp (textlib_check_at); a record of
+ * this server's own (from NULL: an IAMAT's reply) is not checked. It is
+ * stored if newer, then flooded to every neighbour but `from`. A final
+ * newline is not kept. Returns 1 stored, 0 not newer, or -1 with *err,
+ * dropped or refused by the store (logged). */
 int peer_accept_record(const char *from, const char *client, size_t cn,
                        int64_t sec, int32_t nsec, const char *line, size_t ln,
                        const char **err);
 /* core.accept_record(from, client, sec, nsec, line) -> true (stored),
- * false (not newer) or nil, err: peer_accept_record for Lua. The built-in
- * scripts install it as the on_record hook; when it is the hook itself, the
- * core calls peer_accept_record without Lua. */
+ * false (not newer) or nil, err: peer_accept_record for Lua (from nil for
+ * this server's own records). The built-in scripts use it for IAMATs and
+ * install it as the on_record hook; when it is the hook itself, the core
+ * calls peer_accept_record without Lua. */
 int peer_l_accept_record(lua_State *L);
 /* Pushes { name = { state=, since_ms=, frames_in=, ... } } for the links. */
 void peer_push_links(lua_State *L);

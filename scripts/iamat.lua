@@ -16,7 +16,7 @@ local M = {}
 
 -- Every IAMAT goes through these: keep them in locals.
 local now, name, stamp = core.now, core.name, core.store.stamp
-local same_report, accept = records.same_report, records.accept
+local same_report, accept_record = records.same_report, core.accept_record
 
 -- Takes the line; returns the reply, or nil when invalid.
 function M.command(conn, line)
@@ -29,10 +29,12 @@ function M.command(conn, line)
   if s == sec and n == nsec and same_report(client, reply) then
     return reply
   end
-  -- A record the store cannot keep (a client id over 1024 bytes, an AT
-  -- line over 8192) is not acknowledged: "? ", not an AT line for a
-  -- location no server will know.
-  if accept(client, sec, nsec, reply) == nil then return nil end
+  -- Stored if newer and flooded to every neighbour: the rule a peer's
+  -- record follows, with no sender (this server wrote the line, so it is
+  -- not checked again). A record the store cannot keep (a client id over
+  -- 1024 bytes, a full store) is not acknowledged: "? ", not an AT line
+  -- for a location no server will know.
+  if accept_record(nil, client, sec, nsec, reply) == nil then return nil end
   return reply
 end
 

@@ -21,7 +21,7 @@ function M.new(opts)
     name = opts.name or "Test",
     config = opts.config or { servers = {}, links = {}, places = { provider = "local" } },
     clock = opts.clock or 0,
-    sent = {}, answers = {}, floods = {}, logs = {}, warnings = {}, accepted = {},
+    sent = {}, answers = {}, floods = {}, logs = {}, warnings = {},
     http_calls = {}, timers = {}, records = {}, deferred = {},
     next_token = 1,
   }
@@ -50,11 +50,21 @@ function M.new(opts)
     core.floods[#core.floods + 1] = { client = client, except = except }
     return 0
   end
-  -- The built-in record rule is C (core/peer.c), tested against the real
-  -- core in tests/integration/records_spec.lua; here it records its calls.
+  -- The record rule of core/peer.c (tested against the real core in
+  -- tests/integration/records_spec.lua), on the fake store: a peer's
+  -- record is checked, this server's own (from nil) is not; stored if
+  -- newer, then flooded to all but the sender.
   function core.accept_record(from, client, sec, nsec, line)
-    core.accepted[#core.accepted + 1] = { from, client, sec, nsec, line }
-    return true
+    if from then
+      local ok, err = require("herdtext").at(line, client, sec, nsec)
+      if not ok then
+        core.warn("record from " .. from .. " dropped: " .. err)
+        return nil, err
+      end
+    end
+    local stored = core.store.put(client, sec, nsec, line)
+    if stored then core.flood(client, from) end
+    return stored
   end
   function core.links() return {} end
   function core.stats() return {} end
