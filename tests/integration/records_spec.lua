@@ -75,6 +75,10 @@ describe("records from peers", function()
     assert.equal(line, records_seen(q, 0.5).kiwi)
     assert.is_nil(records_seen(p, 0.2).kiwi)
     assert.equal(line, h:record("H", "kiwi"))
+    -- A final newline is not kept (as core.store.put).
+    local lime = at_line("P", "lime", "1700000000.0")
+    send_record(p, "lime", 1700000000, lime .. "\n")
+    assert.equal(lime, records_seen(q, 0.5).lime)
     -- The same record again is no newer: neither stored again nor flooded.
     local before = h:stats("H")
     send_record(q, "kiwi", 1700000000, line)
