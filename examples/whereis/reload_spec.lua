@@ -3,7 +3,8 @@
 -- through SIGHUP); the new behaviour answers on a client connection opened
 -- before the reload, whose data stays; a broken script is refused with the
 -- reason and the old behaviour continues; a request in flight finishes;
--- repeating timers of the old scripts stop. Ports 25400-25499.
+-- repeating timers of the old scripts stop; settings that need a restart
+-- keep their running values, with a warning. Ports 25400-25499.
 local herd = require "helpers.herd"
 local mock_places = require "helpers.places_mock"
 local cjson = require "cjson"
@@ -268,5 +269,28 @@ describe("hot reload, a request in flight across many reloads #integration #http
     local raw, err = c:until_blank()
     assert.truthy(raw, "no answer to the WHATSAT in flight: " .. tostring(err))
     assert.matches('"status":', raw, 1, true)
+  end)
+end)
+
+describe("hot reload of settings that need a restart #integration", function()
+  local h
+  after_each(function()
+    if h then h:stop() end
+    h = nil
+  end)
+
+  it("keeps the running limits, and says which settings wait for a restart", function()
+    local conf = { servers = { A = { port = 25441 } }, limits = { max_records = 2 } }
+    h = herd.start(conf)
+    local c = h:client("A")
+    assert.matches("^AT A ", c:request("IAMAT a +1+1 1.0"))
+    assert.matches("^AT A ", c:request("IAMAT b +1+1 1.0"))
+    conf.limits.max_records = 100
+    herd.write_file(h.config, "return " .. herd.serialize(conf) .. "\n")
+    assert.matches("^ok: ", h:ctl("A", "reload"))
+    assert.truthy(h:log("A"):find(
+      "reload: the config changes limits, which take effect only on a restart", 1, true))
+    assert.equal("? IAMAT c +1+1 1.0", c:request("IAMAT c +1+1 1.0"))
+    c:close()
   end)
 end)
