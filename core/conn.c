@@ -436,23 +436,17 @@ static void on_connection(uv_stream_t *server, int status) {
   uintptr_t from_addr = (uintptr_t)idmap_get(&per_addr, h);
   if ((lim.max_conns && stats.open >= lim.max_conns) ||
       (lim.max_per_addr && from_addr >= lim.max_per_addr)) {
-    /* At most one line a second, so a flood of connections cannot flood
-     * the log; the line counts what it stands for. */
-    static uint64_t last_log;
-    static unsigned quiet;
+    /* A flood of connections cannot flood the log. */
+    static log_limit_t refusals;
+    unsigned long held;
     stats.refused++;
-    uint64_t now = uv_now(loop);
-    if (last_log && now - last_log < 1000) {
-      quiet++;
-    } else {
+    if (log_limit_due(&refusals, uv_now(loop), &held)) {
       int total = lim.max_conns && stats.open >= lim.max_conns;
       log_warn(
           "%s: connection refused: limit of %u connections%s reached"
-          " (%u more refused since the last such line)",
+          " (%lu more refused since the last such line)",
           c->addr, total ? lim.max_conns : lim.max_per_addr,
-          total ? "" : " per address", quiet);
-      last_log = now;
-      quiet = 0;
+          total ? "" : " per address", held);
     }
     uv_close((uv_handle_t *)&c->tcp, on_close);
     return;

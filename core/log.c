@@ -255,6 +255,17 @@ static void release_written(size_t n) {
   released = end - LOG_RELEASE;
 }
 
+int log_limit_due(log_limit_t *l, uint64_t now_ms, unsigned long *held) {
+  if (l->last_ms && now_ms - l->last_ms < 1000) {
+    l->held++;
+    return 0;
+  }
+  *held = l->held;
+  l->last_ms = now_ms;
+  l->held = 0;
+  return 1;
+}
+
 size_t log_pending(void) {
   return log_buf.len;
 }

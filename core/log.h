@@ -9,6 +9,7 @@
 #define HERD_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum { LOG_INFO, LOG_WARN, LOG_ERROR } log_level_t;
 
@@ -34,6 +35,16 @@ void log_tick(void);
 void log_close(void);
 /* Opens the log path again (after a rotation renamed the file). */
 void log_reopen(void);
+/* At most one line a second for a kind of warning that may come in a
+ * flood (refused connections, refused records): log_limit_due says
+ * whether one is due at now_ms; if so *held is how many were held back
+ * since the last, which the line should count, else this one is counted.
+ * One zero-initialised log_limit_t per kind. */
+typedef struct log_limit {
+  uint64_t last_ms;
+  unsigned long held;
+} log_limit_t;
+int log_limit_due(log_limit_t *l, uint64_t now_ms, unsigned long *held);
 /* Plain lines instead of JSON lines (the default); see README. */
 void log_set_json(int json);
 

@@ -187,11 +187,8 @@ static int l_store_put(lua_State *L) {
   lua_Integer nsec = luaL_checkinteger(L, 3);
   const char *line = luaL_checklstring(L, 4, &ln);
   if (nsec < 0 || nsec > 999999999) luaL_argerror(L, 3, "nsec out of range");
-  /* A reply line can be stored as it is sent: its "\n" is not kept. */
-  if (ln && line[ln - 1] == '\n') ln--;
   int rc = store_put(client, cn, sec, (int32_t)nsec, line, ln);
-  if (rc == STORE_FULL) return fail(L, STORE_FULL_ERROR);
-  if (rc < 0) return fail(L, "record too long or empty");
+  if (rc < 0) return fail(L, store_refusal(rc));
   lua_pushboolean(L, rc);
   return 1;
 }

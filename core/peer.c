@@ -821,36 +821,25 @@ void peer_shutdown(void) {
 int peer_accept_record(const char *from, const char *client, size_t cn,
                        int64_t sec, int32_t nsec, const char *line, size_t ln,
                        const char **err) {
-  if (ln && line[ln - 1] == '\n') ln--; /* as core.store.put */
   if (from && (*err = textlib_check_at(line, ln, client, cn, sec, nsec))) {
     log_warn("record from %s dropped: %s", from, *err);
     return -1;
   }
   int stored = store_put(client, cn, sec, nsec, line, ln);
-  if (stored == STORE_FULL) {
-    /* A bigger herd's reconciliation may offer thousands at once: one line
-     * a second, counting the refusals it stands for. */
-    static uint64_t last_ms;
-    static unsigned long unlogged;
-    uint64_t now = loop ? uv_now(loop) : 0; /* no loop under --check */
-    *err = STORE_FULL_ERROR;
-    stats.records_refused++;
-    if (last_ms && now - last_ms < 1000) {
-      unlogged++;
-      return -1;
-    }
-    log_warn("record for %.*s%s%s refused: %s (%lu more since the last line)",
-             (int)(cn > 64 ? 64 : cn), client, from ? " from " : "",
-             from ? from : "", *err, unlogged);
-    last_ms = now;
-    unlogged = 0;
-    return -1;
-  }
   if (stored < 0) {
-    *err = "record too long or empty";
+    /* A full store refuses every new client, and a bigger herd's
+     * reconciliation may offer thousands at once: one line a second. */
+    static log_limit_t full;
+    unsigned long held = 0;
+    uint64_t now = loop ? uv_now(loop) : 0; /* no loop under --check */
+    *err = store_refusal(stored);
     stats.records_refused++;
-    log_warn("record for %.*s%s%s refused: %s", (int)(cn > 64 ? 64 : cn),
-             client, from ? " from " : "", from ? from : "", *err);
+    if (stored == STORE_FULL && !log_limit_due(&full, now, &held)) return -1;
+    char more[64] = "";
+    if (stored == STORE_FULL)
+      snprintf(more, sizeof more, " (%lu more since the last line)", held);
+    log_warn("record for %.*s%s%s refused: %s%s", (int)(cn > 64 ? 64 : cn),
+             client, from ? " from " : "", from ? from : "", *err, more);
     return -1;
   }
   if (stored) peer_flood(client, cn, from);

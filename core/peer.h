@@ -34,8 +34,8 @@ int peer_flood(const char *client, size_t len, const char *except);
 /* The record rule: a record from the neighbour `from` must be an AT line
  * reporting its client at its timestamp (textlib_check_at); a record of
  * this server's own (from NULL: an IAMAT's reply) is not checked. It is
- * stored if newer, then flooded to every neighbour but `from`. A final
- * newline is not kept. Returns 1 stored, 0 not newer, or -1 with *err,
+ * stored if newer (store_put), then flooded to every neighbour but `from`.
+ * Returns 1 stored, 0 not newer, or -1 with *err,
  * dropped or refused by the store (logged). */
 int peer_accept_record(const char *from, const char *client, size_t cn,
                        int64_t sec, int32_t nsec, const char *line, size_t ln,

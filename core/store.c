@@ -171,6 +171,7 @@ static void leaf_remove(uint32_t leaf, store_rec_t *r) {
 
 int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
               const char *line, size_t line_len) {
+  if (line_len && line[line_len - 1] == '\n') line_len--;
   if (client_len == 0 || client_len > STORE_MAX_CLIENT || line_len == 0 ||
       line_len > STORE_MAX_LINE || nsec < 0 || nsec > 999999999)
     return -1;
@@ -227,6 +228,11 @@ int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
   bytes += sizeof *r + client_len + line_len;
   if (count > table_cap) grow();
   return 1;
+}
+
+const char *store_refusal(int rc) {
+  return rc == STORE_FULL ? "store full (limits.max_records)"
+                          : "record too long or empty";
 }
 
 void store_each(void (*fn)(const store_rec_t *r, void *ud), void *ud) {

@@ -38,13 +38,15 @@ void store_init(void);
 void store_set_limit(size_t max_clients);
 void store_free(void);
 #define STORE_FULL (-2)
-#define STORE_FULL_ERROR "store full (limits.max_records)"
-/* Keeps the record if it is newer than the stored one for this client.
+/* Keeps the record if it is newer than the stored one for this client; a
+ * final "\n" of line is not kept (a reply line is stored as it is sent).
  * Returns 1 if stored, 0 if not newer, -1 if malformed (too long, empty),
  * STORE_FULL for a new client when the store holds its limit of clients
  * (known clients are still updated). */
 int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
               const char *line, size_t line_len);
+/* Why store_put refused a record, for its return value rc < 0. */
+const char *store_refusal(int rc);
 const store_rec_t *store_get(const char *client, size_t client_len);
 size_t store_count(void);
 size_t store_bytes(void);
