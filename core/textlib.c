@@ -262,10 +262,12 @@ static int l_fields(lua_State *L) {
   return count;
 }
 
-/* A report's location and time fields; NULL or what is wrong. */
-static const char *parse_report(span_t loc, span_t time, double *lat,
-                                double *lon, int64_t *sec, int64_t *nsec) {
-  const char *err = parse_latlon(loc.p, loc.len, lat, lon);
+/* A report's location and time fields: the location checked, the time
+ * read into *sec, *nsec; NULL or what is wrong. */
+static const char *parse_report(span_t loc, span_t time, int64_t *sec,
+                                int64_t *nsec) {
+  double lat, lon;
+  const char *err = parse_latlon(loc.p, loc.len, &lat, &lon);
   if (err) return err;
   if (parse_timestamp(time.p, time.len, sec, nsec) < 0) return TIME_ERROR;
   return NULL;
@@ -276,8 +278,8 @@ static const char *parse_report(span_t loc, span_t time, double *lat,
  * where reply is "AT <server> <now - time> <client> <location> <time>\n"
  * with the operands byte for byte; else nil, err. One call does what
  * fields + latlon + timestamp + timediff + a concatenation did on every
- * IAMAT, and the reply with its newline is one string, which
- * core.store.put takes as it is. */
+ * IAMAT, and the reply with its newline is one string, which the store
+ * takes as it is (store_put drops the newline). */
 static int l_iamat(lua_State *L) {
   size_t n, name_len;
   const char *s = luaL_checklstring(L, 1, &n);
@@ -285,12 +287,11 @@ static int l_iamat(lua_State *L) {
   int64_t now = luaL_checkinteger(L, 3);
   span_t f[5]; /* a fifth field is one too many */
   int64_t sec, nsec;
-  double lat, lon;
   const char *err = NULL;
   if (split(s, n, f, 5) != 4)
     err = "IAMAT takes a client, a location and a time";
   else
-    err = parse_report(f[2], f[3], &lat, &lon, &sec, &nsec);
+    err = parse_report(f[2], f[3], &sec, &nsec);
   if (err) return push_error(L, err);
   char diff[DIFF_MAX];
   size_t diff_len = format_diff(now, sec, nsec, diff);
@@ -337,13 +338,11 @@ const char *textlib_check_at(const char *s, size_t n, const char *client,
                              size_t client_len, int64_t sec, int64_t nsec) {
   span_t f[7]; /* a seventh field is one too many */
   int64_t at_sec, at_nsec;
-  double lat, lon;
   const char *err;
   if (split(s, n, f, 7) != 6 || f[0].len != 2 || memcmp(f[0].p, "AT", 2))
     return "not an AT line";
   if (!is_diff(f[2].p, f[2].len)) return "not an AT line: bad time difference";
-  if ((err = parse_report(f[4], f[5], &lat, &lon, &at_sec, &at_nsec)))
-    return err;
+  if ((err = parse_report(f[4], f[5], &at_sec, &at_nsec))) return err;
   if (f[3].len != client_len || memcmp(f[3].p, client, client_len))
     return "client does not match";
   if (at_sec != sec || at_nsec != nsec) return "timestamp does not match";

@@ -1,11 +1,12 @@
 /* textlib: the `herdtext` Lua module, fast text primitives for the scripts'
  * hot path (every IAMAT uses them): splitting a line into fields, strict
- * timestamps with exact integer arithmetic, and ISO 6709 coordinates; and
- * json_cut, which checks a provider's JSON answer and cuts its results
- * without building Lua tables (WHATSAT). Pure functions with no state; the
- * server preloads the module and the unit tests load the same code as
- * build/herdtext.so, so there is one implementation. The rules built on
- * them (ranges, replies) stay in Lua. */
+ * timestamps with exact integer arithmetic, ISO 6709 coordinates within
+ * their ranges, whole IAMAT and AT lines; and json_cut, which checks a
+ * provider's JSON answer and cuts its results without building Lua tables
+ * (WHATSAT). Pure functions with no state; the server preloads the module
+ * and the unit tests load the same code as build/herdtext.so, so there is
+ * one implementation. What is stored, repeated and flooded is decided
+ * elsewhere (iamat.lua, peer_accept_record). */
 #ifndef HERD_TEXTLIB_H
 #define HERD_TEXTLIB_H
 
