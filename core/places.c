@@ -398,8 +398,6 @@ int places_query(double lat, double lon, double radius_m, int limit,
     o->country[2] = '\0';
     o->lat_e5 = rec->lat_e5;
     o->lon_e5 = rec->lon_e5;
-    o->lat = rec->lat_e5 / 1e5;
-    o->lon = rec->lon_e5 / 1e5;
     double half = sqrt(top.c2) / 2;
     o->distance_m = 2 * asin(half < 1 ? half : 1) * PLACES_EARTH_RADIUS_M;
     o->id = rec->id;
@@ -490,8 +488,8 @@ static int l_places_near(lua_State *L) {
     size_t a1 = strlen(h->admin1), a2 = strlen(h->admin2);
     lua_createtable(L, 0, 6 + (a1 > 0) + (a2 > 0));
     set_str(L, K_NAME, h->name, strlen(h->name));
-    set_num(L, K_LAT, h->lat);
-    set_num(L, K_LON, h->lon);
+    set_num(L, K_LAT, h->lat_e5 / 1e5);
+    set_num(L, K_LON, h->lon_e5 / 1e5);
     set_str(L, K_COUNTRY, h->country, strlen(h->country));
     if (a1) set_str(L, K_ADMIN1, h->admin1, a1);
     if (a2) set_str(L, K_ADMIN2, h->admin2, a2);

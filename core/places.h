@@ -31,8 +31,7 @@ typedef struct places_hit {
   const char *admin1;     /* state, region...: "California" */
   const char *admin2;     /* county...: "Los Angeles County" */
   char country[3];        /* ISO 3166-1 alpha-2, "" when unknown */
-  double lat, lon;        /* degrees */
-  int32_t lat_e5, lon_e5; /* the same, as the file has them: degrees * 1e5 */
+  int32_t lat_e5, lon_e5; /* degrees * 1e5, as the file has them */
   double distance_m;      /* great-circle distance from the query point */
   uint64_t id;            /* stable id derived from the source entry */
 } places_hit_t;

@@ -145,7 +145,8 @@ static int cross_check(const char *path, int queries) {
           "query (%f, %f) r=%f limit=%d: %d results, want %u..%u", lat, lon,
           radius, limit, got, want_min, want_max);
     for (int k = 0; k < got; k++) {
-      double d = haversine_m(lat, lon, hits[k].lat, hits[k].lon);
+      double d =
+          haversine_m(lat, lon, hits[k].lat_e5 / 1e5, hits[k].lon_e5 / 1e5);
       CHECK(fabs(d - hits[k].distance_m) < 0.01 + d * 1e-9,
             "distance of %s: %f, haversine %f", hits[k].name,
             hits[k].distance_m, d);
