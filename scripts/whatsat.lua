@@ -176,16 +176,19 @@ function M.pending()
   return n
 end
 
+-- The answer to a WHATSAT this server does not accept.
+local function invalid(line) return "? " .. line .. "\n" end
+
 function M.command(conn, fields, line)
-  if #fields ~= 4 then return "? " .. line .. "\n" end
+  if #fields ~= 4 then return invalid(line) end
   local radius = M.parse_radius(fields[3])
   local bound = M.parse_bound(fields[4])
-  if not radius or not bound then return "? " .. line .. "\n" end
+  if not radius or not bound then return invalid(line) end
   local at_line = core.store.get(fields[2])
-  if not at_line then return "? " .. line .. "\n" end
+  if not at_line then return invalid(line) end
   local _, _, _, _, loc = split_fields(at_line, 5)
   local lat, lon = latlon(loc or "")
-  if not lat then return "? " .. line .. "\n" end
+  if not lat then return invalid(line) end
 
   local radius_m = radius * 1000
   local q = {
