@@ -52,10 +52,7 @@ describe("hot reload #integration", function()
   local dir, script, h, m, c1, at
 
   lazy_setup(function()
-    local p = assert(io.popen("mktemp -d /tmp/herd-test." ..
-      (os.getenv("HERD_TEST_RUN") or "manual") .. ".XXXXXX"))
-    dir = p:read("*l")
-    p:close()
+    dir = herd.tmpdir()
     script = dir .. "/whereis.lua"
     install(script, assert(herd.read_file(here("whereis.lua"))))
     m = mock_places.start(MOCK)
@@ -208,10 +205,7 @@ describe("hot reload and timers of refused or retired states #integration", func
   local dir, script, h
 
   before_each(function()
-    local p = assert(io.popen("mktemp -d /tmp/herd-test." ..
-      (os.getenv("HERD_TEST_RUN") or "manual") .. ".XXXXXX"))
-    dir = p:read("*l")
-    p:close()
+    dir = herd.tmpdir()
     script = dir .. "/extra.lua"
     install(script, "return {}\n")
     h = herd.start({ servers = { A = { port = 25421 } }, scripts = { "protocol", "topology", script } })

@@ -35,8 +35,7 @@ describe("a normal session under valgrind #chaos #valgrind", function()
 
   local h, saved, wrapper, vgdir
   lazy_setup(function()
-    vgdir = chaos.sh("mktemp -d /tmp/herd-test." .. (os.getenv("HERD_TEST_RUN") or "manual")
-      .. ".vgXXXXXX"):gsub("%s+$", "")
+    vgdir = herd.tmpdir()
     wrapper = vgdir .. "/valgrind-herd"
     local f = assert(io.open(wrapper, "w"))
     f:write(("#!/bin/sh\nfor last; do :; done\n"
