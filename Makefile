@@ -32,7 +32,12 @@ BIN := $(OUT)/herd
 
 .PHONY: all deps run test test-chaos bench fuzz clean install help places-data format
 
-all: $(BIN) $(OUT)/herdtext.so
+all: $(BIN) $(OUT)/herdtext.so $(OUT)/peer_tls
+
+# The test tool that speaks TLS to a peer port as a neighbour would.
+$(OUT)/peer_tls: tests/tools/peer_tls.c | $(OUT)/obj
+	@echo "CC $@"
+	@$(CC) -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(PKG_CFLAGS) $< -o $@ $(PKG_LIBS)
 
 # The text primitives as a Lua C module too, so unit tests run the same code.
 $(OUT)/herdtext.so: core/textlib.c core/textlib.h | $(OUT)/obj

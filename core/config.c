@@ -11,30 +11,58 @@
 #include "buf.h"
 #include "script.h"
 
-static const char *known_keys[] = {
-    "servers",  "links",      "scripts",      "places",
-    "log_dir",  "log_format", "secret",       "secret_is_development",
-    "insecure", "limits",     "links_redial", "admin_socket",
-    NULL};
-
-static const char *limit_keys[] = {"max_line",
-                                   "out_pause",
-                                   "max_connections",
-                                   "max_connections_per_address",
-                                   "first_line_ms",
-                                   "idle_ms",
-                                   "stall_ms",
-                                   "lua_memory_mb",
-                                   "lua_budget",
-                                   "peer_max_frame",
-                                   "peer_timeout_ms",
-                                   "max_records",
+static const char *known_keys[] = {"servers",
+                                   "links",
+                                   "scripts",
+                                   "places",
+                                   "log_dir",
+                                   "log_format",
+                                   "secret",
+                                   "secret_is_development",
+                                   "insecure",
+                                   "limits",
+                                   "links_redial",
+                                   "admin_socket",
+                                   "tls",
+                                   "peers_from",
                                    NULL};
+
+static const char *tls_keys[] = {"cert", "key", "ca", NULL};
+
+static const char *limit_keys[] = {
+    "max_line",        "out_pause",
+    "max_connections", "max_connections_per_address",
+    "first_line_ms",   "idle_ms",
+    "stall_ms",        "lua_memory_mb",
+    "lua_budget",      "peer_max_frame",
+    "peer_timeout_ms", "max_records",
+    "peer_out_max",    NULL};
 
 static int in_list(const char *key, const char **list) {
   for (int i = 0; list[i]; i++)
     if (strcmp(key, list[i]) == 0) return 1;
   return 0;
+}
+
+/* A DNS name: dot-separated labels of letters, digits and '-', none
+ * empty, longer than 63 or starting or ending with '-'. */
+static int is_hostname(const char *h) {
+  size_t n = strlen(h), label = 0;
+  if (n == 0 || n > 253) return 0;
+  for (size_t i = 0; i <= n; i++) {
+    char c = h[i];
+    if (c == '.' || c == '\0') {
+      if (label == 0 || h[i - 1] == '-') return 0;
+      label = 0;
+    } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+               (c >= '0' && c <= '9') || c == '-') {
+      if (label == 0 && c == '-') return 0;
+      if (++label > 63) return 0;
+    } else {
+      return 0;
+    }
+  }
+  return 1;
 }
 
 static int msghandler(lua_State *L) {
@@ -189,10 +217,10 @@ static int parse_servers(lua_State *L, config_t *cfg, char *err,
     if (!s->host) s->host = xstrdup("127.0.0.1");
     struct sockaddr_in6 probe;
     if (uv_ip4_addr(s->host, 1, (struct sockaddr_in *)&probe) != 0 &&
-        uv_ip6_addr(s->host, 1, &probe) != 0) {
+        uv_ip6_addr(s->host, 1, &probe) != 0 && !is_hostname(s->host)) {
       snprintf(err, errlen,
                "%s: servers.%s.host must be an IPv4 or IPv6 "
-               "address, got '%s'",
+               "address or a DNS name, got '%s'",
                file, s->name, s->host);
       lua_pop(L, 3);
       return -1;
@@ -217,6 +245,7 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
   cfg->peer_max_frame = 1 << 20;
   cfg->peer_timeout_ms = 15000;
   cfg->max_records = 5000000;
+  cfg->peer_out_max = 4u << 20;
   cfg->redial_min_ms = 100;
   cfg->redial_max_ms = 5000;
   const char *file = cfg->path;
@@ -238,6 +267,7 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
         return -1;
       }
     }
+    long out_max = (long)cfg->peer_out_max;
     long v[12] = {(long)l->max_line,    (long)l->out_pause,
                   l->max_conns,         l->max_per_addr,
                   l->first_line_ms,     l->idle_ms,
@@ -267,7 +297,9 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
         get_int(L, file, "limits.", "peer_timeout_ms", 100, 1 << 30, &v[10],
                 err, errlen) < 0 ||
         get_int(L, file, "limits.", "max_records", 1, 1L << 32, &v[11], err,
-                errlen) < 0) {
+                errlen) < 0 ||
+        get_int(L, file, "limits.", "peer_out_max", 64 * 1024, 1L << 32,
+                &out_max, err, errlen) < 0) {
       lua_pop(L, 1);
       return -1;
     }
@@ -283,6 +315,7 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
     cfg->peer_max_frame = (size_t)v[9];
     cfg->peer_timeout_ms = (unsigned)v[10];
     cfg->max_records = v[11];
+    cfg->peer_out_max = (size_t)out_max;
   }
   lua_pop(L, 1);
   lua_getfield(L, -1, "links_redial");
@@ -304,6 +337,194 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
     return -1;
   }
   lua_pop(L, 1);
+  return 0;
+}
+
+static void add_secret(config_t *cfg, const char *s, size_t n) {
+  cfg->secrets =
+      xrealloc(cfg->secrets, sizeof(char *) * (size_t)(cfg->nsecrets + 1));
+  cfg->secrets[cfg->nsecrets++] = strndup(s, n);
+  if (!cfg->secrets[cfg->nsecrets - 1]) abort();
+}
+
+/* secret: a string ("a,b" is a list, as HERD_SECRET) or a list of
+ * strings; empty entries are skipped. secret is the first. */
+static int parse_secret(lua_State *L, config_t *cfg, char *err, size_t errlen) {
+  lua_getfield(L, -1, "secret");
+  int rc = 0;
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    const char *p = lua_tostring(L, -1);
+    while (*p) {
+      size_t n = strcspn(p, ",");
+      if (n) add_secret(cfg, p, n);
+      p += n + (p[n] == ',');
+    }
+  } else if (lua_istable(L, -1)) {
+    for (lua_Integer i = 1;; i++) {
+      int t = lua_rawgeti(L, -1, i);
+      if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        break;
+      }
+      size_t n;
+      const char *v = t == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+      if (!v || !n || strchr(v, ',')) {
+        snprintf(err, errlen,
+                 "%s: secret[%d] must be a non-empty string without a comma",
+                 cfg->path, (int)i);
+        lua_pop(L, 1);
+        rc = -1;
+        break;
+      }
+      add_secret(cfg, v, n);
+      lua_pop(L, 1);
+    }
+  } else if (!lua_isnil(L, -1)) {
+    snprintf(err, errlen, "%s: secret must be a string or a list of strings",
+             cfg->path);
+    rc = -1;
+  }
+  lua_pop(L, 1);
+  if (rc == 0 && cfg->nsecrets) cfg->secret = xstrdup(cfg->secrets[0]);
+  return rc;
+}
+
+/* A path relative to the config file's directory. */
+static char *relative(const config_t *cfg, const char *p) {
+  char path[4096];
+  if (p[0] == '/')
+    snprintf(path, sizeof path, "%s", p);
+  else
+    snprintf(path, sizeof path, "%s/%s", cfg->dir, p);
+  return xstrdup(path);
+}
+
+/* tls = { cert = FILE, key = FILE, ca = FILE }: all three, each readable. */
+static int parse_tls(lua_State *L, config_t *cfg, char *err, size_t errlen) {
+  const char *file = cfg->path;
+  lua_getfield(L, -1, "tls");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (!lua_istable(L, -1)) {
+    snprintf(err, errlen,
+             "%s: tls must be { cert = FILE, key = FILE, ca = FILE }", file);
+    lua_pop(L, 1);
+    return -1;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pop(L, 1);
+    const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+    if (!in_list(k, tls_keys)) {
+      snprintf(err, errlen, "%s: unknown key 'tls.%s' (known: cert, key, ca)",
+               file, k);
+      lua_pop(L, 3);
+      return -1;
+    }
+  }
+  char **slot[] = {&cfg->tls_cert, &cfg->tls_key, &cfg->tls_ca};
+  for (int i = 0; i < 3; i++) {
+    lua_getfield(L, -1, tls_keys[i]);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      snprintf(err, errlen,
+               "%s: tls.%s must be a file name (tls needs cert, "
+               "key and ca)",
+               file, tls_keys[i]);
+      lua_pop(L, 2);
+      return -1;
+    }
+    *slot[i] = relative(cfg, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    FILE *f = fopen(*slot[i], "r");
+    if (!f) {
+      snprintf(err, errlen, "%s: tls.%s: cannot read %s", file, tls_keys[i],
+               *slot[i]);
+      lua_pop(L, 1);
+      return -1;
+    }
+    fclose(f);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+static int parse_cidr(const char *s, config_cidr_t *c) {
+  char host[64];
+  const char *slash = strchr(s, '/');
+  size_t n = slash ? (size_t)(slash - s) : strlen(s);
+  if (n == 0 || n >= sizeof host) return -1;
+  memcpy(host, s, n);
+  host[n] = '\0';
+  int max;
+  if (uv_inet_pton(AF_INET, host, c->addr) == 0) {
+    c->family = AF_INET;
+    max = 32;
+  } else if (uv_inet_pton(AF_INET6, host, c->addr) == 0) {
+    c->family = AF_INET6;
+    max = 128;
+  } else {
+    return -1;
+  }
+  c->bits = max;
+  if (slash) {
+    char *end;
+    long b = strtol(slash + 1, &end, 10);
+    if (!slash[1] || *end || b < 0 || b > max) return -1;
+    c->bits = (int)b;
+  }
+  return 0;
+}
+
+/* peers_from = { "10.0.0.0/8", "::1/128", ... } */
+static int parse_peers_from(lua_State *L, config_t *cfg, char *err,
+                            size_t errlen) {
+  lua_getfield(L, -1, "peers_from");
+  int rc = 0;
+  if (lua_istable(L, -1)) {
+    size_t n = lua_rawlen(L, -1);
+    cfg->peers_from = xcalloc(n ? n : 1, sizeof *cfg->peers_from);
+    for (size_t i = 1; i <= n && rc == 0; i++) {
+      lua_rawgeti(L, -1, (lua_Integer)i);
+      const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+      if (parse_cidr(v, &cfg->peers_from[cfg->npeers_from]) < 0) {
+        snprintf(err, errlen,
+                 "%s: peers_from[%d] must be an address block such as "
+                 "\"10.0.0.0/8\" or \"::1/128\", got '%s'",
+                 cfg->path, (int)i, v);
+        rc = -1;
+      } else {
+        cfg->npeers_from++;
+      }
+      lua_pop(L, 1);
+    }
+    if (rc == 0 && n == 0) {
+      snprintf(err, errlen, "%s: peers_from is empty: no peer could connect",
+               cfg->path);
+      rc = -1;
+    }
+  } else if (!lua_isnil(L, -1)) {
+    snprintf(err, errlen, "%s: peers_from must be a list of address blocks",
+             cfg->path);
+    rc = -1;
+  }
+  lua_pop(L, 1);
+  return rc;
+}
+
+int config_peer_allowed(const config_t *cfg, int family,
+                        const unsigned char *addr) {
+  if (!cfg->peers_from) return 1;
+  for (int i = 0; i < cfg->npeers_from; i++) {
+    const config_cidr_t *c = &cfg->peers_from[i];
+    if (c->family != family) continue;
+    int full = c->bits / 8, rest = c->bits % 8;
+    if (memcmp(c->addr, addr, (size_t)full) != 0) continue;
+    if (rest && ((c->addr[full] ^ addr[full]) & (0xff << (8 - rest)) & 0xff))
+      continue;
+    return 1;
+  }
   return 0;
 }
 
@@ -402,7 +623,8 @@ int config_load(lua_State *L, const char *path, config_t *cfg, char *err,
       snprintf(err, errlen,
                "%s: unknown key '%s' (known: servers, links, scripts, places, "
                "log_dir, log_format, secret, secret_is_development, "
-               "insecure, limits, links_redial, admin_socket)",
+               "insecure, limits, links_redial, admin_socket, tls, "
+               "peers_from)",
                path, k);
       lua_pop(L, 2);
       return -1;
@@ -416,7 +638,9 @@ int config_load(lua_State *L, const char *path, config_t *cfg, char *err,
       parse_scripts(L, cfg, err, errlen) < 0 ||
       get_str(L, path, "log_dir", &cfg->log_dir, err, errlen) < 0 ||
       get_str(L, path, "log_format", &log_format, err, errlen) < 0 ||
-      get_str(L, path, "secret", &cfg->secret, err, errlen) < 0 ||
+      parse_secret(L, cfg, err, errlen) < 0 ||
+      parse_tls(L, cfg, err, errlen) < 0 ||
+      parse_peers_from(L, cfg, err, errlen) < 0 ||
       get_str(L, path, "admin_socket", &cfg->admin_socket, err, errlen) < 0 ||
       get_bool(L, path, "secret_is_development", &cfg->dev_secret, err,
                errlen) < 0 ||
@@ -442,10 +666,6 @@ int config_load(lua_State *L, const char *path, config_t *cfg, char *err,
     }
     lua_pop(L, 1);
   }
-  if (cfg->secret && !*cfg->secret) {
-    free(cfg->secret);
-    cfg->secret = NULL;
-  }
   if (!cfg->log_dir) cfg->log_dir = xstrdup("logs");
   if (!cfg->places_provider) cfg->places_provider = xstrdup("local");
   lua_setfield(L, LUA_REGISTRYINDEX, CONFIG_REGISTRY_KEY);
@@ -465,6 +685,13 @@ void config_free(config_t *cfg) {
   free(cfg->dir);
   free(cfg->log_dir);
   free(cfg->secret);
+  for (int i = 0; i < cfg->nsecrets; i++)
+    free(cfg->secrets[i]);
+  free(cfg->secrets);
+  free(cfg->tls_cert);
+  free(cfg->tls_key);
+  free(cfg->tls_ca);
+  free(cfg->peers_from);
   free(cfg->admin_socket);
   free(cfg->places_provider);
   memset(cfg, 0, sizeof *cfg);

@@ -19,6 +19,13 @@ typedef struct config_server {
   int peer_port;
 } config_server_t;
 
+/* An address block of peers_from: family AF_INET or AF_INET6. */
+typedef struct config_cidr {
+  int family;
+  unsigned char addr[16];
+  int bits;
+} config_cidr_t;
+
 typedef struct config {
   char *path; /* the config file */
   char *dir;  /* its directory, for relative paths */
@@ -28,7 +35,12 @@ typedef struct config {
   int nscripts;
   char *log_dir;
   int log_json;
-  char *secret;       /* NULL when none */
+  char *secret;   /* NULL when none; else secrets[0] */
+  char **secrets; /* secret = "a,b" or { "a", "b" }: offer the first */
+  int nsecrets;
+  char *tls_cert, *tls_key, *tls_ca; /* tls = { ... }: certificate mode */
+  config_cidr_t *peers_from;         /* NULL: any address may connect */
+  int npeers_from;
   int dev_secret;     /* the config marks its secret as for development */
   int insecure;       /* peers without authentication allowed */
   char *admin_socket; /* NULL: <log_dir>/<NAME>.sock; {name} = NAME */
@@ -40,6 +52,7 @@ typedef struct config {
   unsigned redial_min_ms, redial_max_ms;
   unsigned peer_timeout_ms; /* a link silent this long is dropped */
   long max_records;         /* clients the store keeps */
+  size_t peer_out_max;      /* a link's unsent bytes before it is dropped */
 } config_t;
 
 /* Runs the config file in L, applies HERD_* overrides to its table, keeps the
@@ -47,6 +60,10 @@ typedef struct config {
 int config_load(lua_State *L, const char *path, config_t *cfg, char *err,
                 size_t errlen);
 void config_free(config_t *cfg);
+/* Whether the address (AF_INET/AF_INET6 bytes) is in peers_from (1 when
+ * peers_from is not set). */
+int config_peer_allowed(const config_t *cfg, int family,
+                        const unsigned char *addr);
 /* Index of the server called name, or -1. */
 int config_find(const config_t *cfg, const char *name);
 /* "Bernard, Campbell, ..." for error messages. */

@@ -491,14 +491,40 @@ static void on_sweep(uv_timer_t *t) {
   }
 }
 
+int conn_resolve(uv_loop_t *l, const char *host, int port,
+                 struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof *ss);
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0 ||
+      uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+    return 0;
+  uv_getaddrinfo_t req;
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_socktype = SOCK_STREAM;
+  if (uv_getaddrinfo(l, &req, NULL, host, NULL, &hints) < 0) return -1;
+  int rc = -1;
+  if (req.addrinfo && req.addrinfo->ai_addrlen <= sizeof *ss) {
+    memcpy(ss, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
+    if (ss->ss_family == AF_INET)
+      ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+    else
+      ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+    rc = 0;
+  }
+  uv_freeaddrinfo(req.addrinfo);
+  return rc;
+}
+
 int conn_listen(uv_loop_t *l, const char *host, int port,
                 const conn_limits_t *limits, char *err, size_t errlen) {
   struct sockaddr_storage ss;
   loop = l;
   lim = *limits;
-  if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
-      uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
-    snprintf(err, errlen, "bad listen address %s", host);
+  if (conn_resolve(loop, host, port, &ss) < 0) {
+    snprintf(err, errlen,
+             "bad listen address %s (not an address, and it "
+             "does not resolve)",
+             host);
     return -1;
   }
   uv_tcp_init(loop, &listener);

@@ -45,6 +45,10 @@ uint64_t conn_defer(void);
 int conn_answer(uint64_t token, const char *data, size_t len);
 const char *conn_addr(uint64_t id);
 /* "1.2.3.4:5" or "[::1]:5" into out (at least 64 bytes). */
+/* host (an address, or a DNS name resolved now, blocking: start-up only)
+ * and port into ss. 0 or -1. */
+int conn_resolve(uv_loop_t *loop, const char *host, int port,
+                 struct sockaddr_storage *ss);
 void conn_format_addr(const struct sockaddr_storage *ss, char *out, size_t n);
 
 #endif

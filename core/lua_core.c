@@ -285,6 +285,11 @@ static int l_stats(lua_State *L) {
   set_int(L, "records_refused", p->records_refused);
   set_int(L, "peer_records_stale", p->records_stale);
   set_int(L, "peer_auth_failures", p->auth_failures);
+  set_int(L, "peer_out_drops", p->out_drops);
+  set_int(L, "peer_handshakes_evicted", p->handshakes_evicted);
+  set_int(L, "peer_handshake_timeouts", p->handshake_timeouts);
+  set_int(L, "peer_refused_from", p->peers_refused);
+  set_int(L, "peer_insecure", (uint64_t)peer_insecure()); /* 1: plaintext */
   set_int(L, "reconciles", p->reconciles);
   set_int(L, "sync_bytes_out", p->sync_bytes_out);
   set_int(L, "http_in_flight", (uint64_t)http_in_flight());

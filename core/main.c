@@ -217,11 +217,11 @@ static int check_server(lua_State *L, const config_t *cfg, int self, int *nb,
                         int *nnb, char *err, size_t errlen) {
   *nnb = neighbours(L, cfg, self, nb, err, errlen);
   if (*nnb < 0) return -1;
-  if (*nnb > 0 && !cfg->secret && !cfg->insecure) {
+  if (*nnb > 0 && !cfg->secret && !cfg->tls_cert && !cfg->insecure) {
     snprintf(err, errlen,
              "server %s has links but no secret: set HERD_SECRET or the "
-             "config's secret (or insecure = true for a herd without "
-             "authentication)",
+             "config's secret, or tls = { cert, key, ca } (or insecure = true "
+             "for a herd without authentication)",
              cfg->servers[self].name);
     return -1;
   }
@@ -367,15 +367,19 @@ static void restart_needed(lua_State *L, const config_t *c, char *out,
   }
   CHANGED(!same_servers, "servers");
   CHANGED(!same_links, "links");
-  CHANGED(str_differs(c->secret, o->secret) || c->insecure != o->insecure,
-          "secret");
+  CHANGED(c->insecure != o->insecure, "insecure");
+  CHANGED(str_differs(c->tls_cert, o->tls_cert) ||
+              str_differs(c->tls_key, o->tls_key) ||
+              str_differs(c->tls_ca, o->tls_ca),
+          "tls");
   CHANGED(str_differs(c->log_dir, o->log_dir) || c->log_json != o->log_json,
           "log_dir/log_format");
   CHANGED(str_differs(c->admin_socket, o->admin_socket), "admin_socket");
   CHANGED(memcmp(&c->limits, &o->limits, sizeof c->limits) != 0 ||
               c->peer_max_frame != o->peer_max_frame ||
               c->peer_timeout_ms != o->peer_timeout_ms ||
-              c->max_records != o->max_records,
+              c->max_records != o->max_records ||
+              c->peer_out_max != o->peer_out_max,
           "limits");
   CHANGED(c->redial_min_ms != o->redial_min_ms ||
               c->redial_max_ms != o->redial_max_ms,
@@ -404,6 +408,10 @@ static int reload(char *msg, size_t n) {
         "reload: the config changes %s, which take effect only on a "
         "restart; the new scripts run with the old values",
         later);
+  /* New secrets apply at once: links up stay up, new handshakes offer
+   * the new first secret and accept any of the list (rotation). */
+  if (fresh.nsecrets && !server_cfg.insecure && !server_cfg.tls_cert)
+    peer_set_secrets(&fresh);
   config_free(&fresh);
   log_reopen();
   lua_State *old = script_current();
@@ -568,8 +576,11 @@ int main(int argc, char **argv) {
     log_warn(
         "this herd runs on a development secret: set HERD_SECRET "
         "before exposing it");
-  if (!server_cfg.secret && nnb)
-    log_warn("insecure herd: peers are not authenticated");
+  if (server_cfg.insecure && nnb)
+    log_warn(
+        "INSECURE HERD (insecure = true): peer links are plaintext and not "
+        "authenticated; anyone who reaches the peer port can inject records. "
+        "For single-host tests only.");
   if (script_push_hook(L, HOOK_ON_START) == 0) script_call(L, 0, 0, "on_start");
   log_flush();
 

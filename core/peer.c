@@ -1,16 +1,32 @@
 /* peer: see peer.h.
  *
- * Wire format: every frame is a 4-byte big-endian length (of what follows),
- * a version byte (PEER_VERSION), a type byte and the payload. Lengths are
- * checked before anything is allocated: a frame longer than the limit (small
- * before authentication) closes the link.
+ * Trust: a link is TLS 1.3 (core/tls.c). By default each side holds the
+ * herd secrets and the key of a link is an external PSK,
+ * HKDF-SHA256(secret, salt "herd psk v1", info dialler NUL acceptor), so a
+ * key is bound to its direction and pair and cannot be reflected. The
+ * dialler's PSK identity is "herd1 <key id> <dialler>": the key id (4 bytes
+ * of HKDF(secret, "herd key id v1"), never the secret) says which secret it
+ * offers (always its first) and the acceptor looks the key up among all of
+ * its secrets, for a dialler the topology gives it. Only psk_dhe_ke, so
+ * every link also does an ephemeral key exchange. With tls = { cert, key,
+ * ca } both sides present certificates instead: the dialler checks the
+ * name of the server it dialled, the acceptor maps the certificate's name
+ * to a neighbour. insecure = true: plaintext, and a HELLO frame only names
+ * the dialler (no authentication).
  *
- * Handshake: both sides send HELLO(name, 32-byte random nonce) at once; each
- * answers with AUTH = HMAC-SHA256(secret, "herd-auth-v1" | sender | receiver
- * | receiver's nonce | sender's nonce). A side accepts a link only after
- * checking the other's AUTH against its own fresh nonce, so a recorded
- * handshake cannot be replayed, and naming the sender first defeats
- * reflection. Nothing but HELLO and AUTH is accepted before that.
+ * Admission: until its handshake completes an inbound connection is
+ * unauthenticated; their number is bounded per source address and in
+ * total, each has HANDSHAKE_MS to finish, and when the bounds are reached
+ * the oldest (preferably one that has sent nothing) makes room, so silent
+ * connections cannot keep a neighbour out. peers_from filters sources.
+ *
+ * Wire format, inside TLS: every frame is a 4-byte big-endian length (of
+ * what follows), a version byte (PEER_VERSION), a type byte and the payload.
+ * Lengths are checked before anything is allocated: a frame longer than the
+ * limit closes the link. Frames are encoded into a per-link plaintext
+ * buffer (a flood encodes a record once and copies it) and encrypted at
+ * flush time; a link whose unsent output passes limits.peer_out_max is
+ * dropped and redialled, and reconciliation catches the neighbour up.
  *
  * Reconciliation: when a link comes up, and every PEER_SYNC_MS after, the side
  * with the smaller name sends SUMS of the root's children; each side answers
@@ -22,9 +38,6 @@
 
 #include <lauxlib.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,20 +47,21 @@
 #include "script.h"
 #include "store.h"
 #include "textlib.h"
+#include "tls.h"
 #include "wqueue.h"
 
 #define PEER_VERSION 1
-#define NONCE_LEN 32
-#define MAC_LEN 32
-#define PREAUTH_MAX_FRAME 512 /* HELLO and AUTH fit easily */
-#define HANDSHAKE_MS 5000
+#define PREAUTH_MAX_FRAME 512 /* an insecure HELLO fits easily */
+#define HANDSHAKE_MS 2000
 #define TICK_MS 250
 #define PEER_SYNC_MS 5000
-#define MAX_UNAUTHED 64
+#define MAX_UNAUTHED 64         /* inbound connections still in handshake */
+#define MAX_UNAUTHED_PER_ADDR 8 /* ... from one source address */
+#define KEY_ID_LEN 4
+#define MAX_SECRETS 16
 
 enum {
-  F_HELLO = 1,
-  F_AUTH = 2,
+  F_HELLO = 1, /* insecure herds only: names the dialler */
   F_RECORD = 3,
   F_SUMS = 4,
   F_LEAF = 5,
@@ -64,13 +78,16 @@ typedef struct pconn {
   link_t *link; /* known at dial time, or after HELLO for inbound */
   struct pconn *next;
   struct pconn *dirty_next;
-  wqueue_t wq;
-  buf_t in;
-  uint64_t opened_at, last_rx, last_tx;
-  uint8_t my_nonce[NONCE_LEN], peer_nonce[NONCE_LEN];
-  unsigned outbound : 1, connected : 1, got_hello : 1, verified : 1,
-      closing : 1, dirty : 1, active : 1;
-  char addr[64];
+  wqueue_t wq; /* bytes on the wire (ciphertext under TLS) */
+  buf_t out;   /* frames not yet encrypted (TLS only) */
+  buf_t in;    /* plaintext frames read */
+  tls_conn_t *tls;
+  uint64_t opened_at, last_rx, last_tx, rx_bytes, handshake_us;
+  int secret_idx; /* which secret keys the link (PSK mode) */
+  unsigned outbound : 1, connected : 1, verified : 1, closing : 1, dirty : 1,
+      active : 1;
+  char addr[128]; /* ip:port, or name (ip):port for a dialled name */
+  char ip[48];    /* the source address alone, for per-address bounds */
 } pconn_t;
 
 struct link {
@@ -78,6 +95,7 @@ struct link {
   const config_server_t *srv;
   pconn_t *active;
   uv_timer_t redial;
+  uv_getaddrinfo_t resolve; /* a dial to a DNS name waits for it */
   unsigned backoff_ms;
   uint64_t cut_until;
   uint64_t up_since;
@@ -97,6 +115,13 @@ static pconn_t *conns, *dirty;
 static peer_stats_t stats;
 static int started;
 static uint64_t last_sync;
+static tls_ctx_t *tls_ctx; /* NULL: insecure */
+static int cert_mode;
+/* The herd secrets (PSK mode), copied from the config at start and at
+ * each reload, with their key ids. */
+static char *secrets[MAX_SECRETS];
+static uint8_t key_ids[MAX_SECRETS][KEY_ID_LEN];
+static int nsecrets;
 
 static void pconn_close(pconn_t *pc, const char *why);
 static void schedule_redial(link_t *l);
@@ -188,6 +213,12 @@ static void frame_end(buf_t *b, size_t at) {
   p[3] = (uint8_t)n;
 }
 
+/* Where frames for pc are encoded: plaintext waiting for encryption, or
+ * (insecure) the write queue itself. */
+static buf_t *obuf(pconn_t *pc) {
+  return pc->tls ? &pc->out : &pc->wq.out;
+}
+
 static void mark_dirty(pconn_t *pc) {
   if (pc->dirty || pc->closing) return;
   pc->dirty = 1;
@@ -239,14 +270,38 @@ static void on_written(wqueue_t *q, int status) {
   mark_dirty(pc);
 }
 
+/* Encrypts what is pending and hands the wire bytes to the kernel; a link
+ * whose unsent output passes peer_out_max (a neighbour that does not read)
+ * is dropped: redialled, it catches up by reconciliation. */
 void peer_flush_all(void) {
   while (dirty) {
     pconn_t *pc = dirty;
     dirty = pc->dirty_next;
     pc->dirty = 0;
     if (pc->closing) continue;
+    if (pc->tls) {
+      if (pc->out.len && tls_conn_write(pc->tls, pc->out.data, pc->out.len)) {
+        pconn_close(pc, tls_conn_error(pc->tls));
+        continue;
+      }
+      pc->out.len = 0;
+      tls_conn_drain(pc->tls, &pc->wq.out);
+    }
     int n = wqueue_flush(&pc->wq);
-    if (n < 0) pconn_close(pc, uv_strerror(n));
+    if (n < 0) {
+      pconn_close(pc, uv_strerror(n));
+      continue;
+    }
+    size_t unsent = pc->out.len + wqueue_pending(&pc->wq);
+    if (unsent > cfg->peer_out_max) {
+      stats.out_drops++;
+      log_warn(
+          "link %s (%s): %zu bytes unsent, over limits.peer_out_max "
+          "(%zu): dropped, to be redialled",
+          pc->link ? pc->link->srv->name : "?", pc->addr, unsent,
+          cfg->peer_out_max);
+      pconn_close(pc, "output over peer_out_max");
+    }
   }
 }
 
@@ -269,7 +324,7 @@ static void call_on_link(link_t *l, int up) {
 }
 
 static void send_sums(pconn_t *pc, int level, uint32_t index) {
-  buf_t *b = &pc->wq.out;
+  buf_t *b = obuf(pc);
   size_t before = b->len;
   size_t at = frame_begin(b, F_SUMS);
   uint8_t lv = (uint8_t)level;
@@ -311,8 +366,18 @@ static void link_up(pconn_t *pc) {
   l->failures = 0;
   uv_timer_stop(&l->redial);
   stats.links_up++;
-  log_info("link %s up (%s, %s)", l->srv->name, pc->addr,
-           pc->outbound ? "dialled" : "accepted");
+  char how[160] = "insecure: plaintext, not authenticated";
+  if (pc->tls) {
+    char suite[100];
+    tls_conn_describe(pc->tls, suite, sizeof suite);
+    if (cert_mode)
+      snprintf(how, sizeof how, "%s, certificate", suite);
+    else
+      snprintf(how, sizeof how, "%s, secret #%d", suite, pc->secret_idx + 1);
+  }
+  log_info("link %s up (%s, %s, %s, handshake %.1f ms)", l->srv->name, pc->addr,
+           pc->outbound ? "dialled" : "accepted", how,
+           (double)pc->handshake_us / 1000.0);
   if (initiates_sync(l)) {
     stats.reconciles++;
     send_sums(pc, 0, 0);
@@ -323,6 +388,8 @@ static void link_up(pconn_t *pc) {
 static void on_pconn_closed(uv_handle_t *h) {
   pconn_t *pc = (pconn_t *)h;
   wqueue_free(&pc->wq);
+  tls_conn_free(pc->tls);
+  buf_free(&pc->out);
   buf_free(&pc->in);
   free(pc);
 }
@@ -348,32 +415,26 @@ static void pconn_close(pconn_t *pc, const char *why) {
 
 /* ---- frames -------------------------------------------------------------- */
 
-static void make_mac(const char *from, const char *to, const uint8_t *nonce_to,
-                     const uint8_t *nonce_from, uint8_t out[MAC_LEN]) {
-  buf_t m;
-  buf_init(&m);
-  buf_append_str(&m, "herd-auth-v1");
-  buf_append(&m, "", 1);
-  buf_append_str(&m, from);
-  buf_append(&m, "", 1);
-  buf_append_str(&m, to);
-  buf_append(&m, "", 1);
-  buf_append(&m, nonce_to, NONCE_LEN);
-  buf_append(&m, nonce_from, NONCE_LEN);
-  const char *key = cfg->secret ? cfg->secret : "";
-  unsigned len = MAC_LEN;
-  HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)m.data,
-       m.len, out, &len);
-  buf_free(&m);
+/* A name that came from the network, made printable for a log line. */
+static void printable(const char *in, size_t n, char *out, size_t outlen) {
+  size_t o = 0;
+  for (size_t i = 0; i < n && o + 5 < outlen; i++) {
+    unsigned char c = (unsigned char)in[i];
+    if (c >= 0x20 && c < 0x7f && c != '\\')
+      out[o++] = (char)c;
+    else
+      o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", c);
+  }
+  out[o] = '\0';
 }
 
+/* Insecure herds: the dialler names itself, nothing more. */
 static void send_hello(pconn_t *pc) {
-  buf_t *b = &pc->wq.out;
+  buf_t *b = obuf(pc);
   size_t at = frame_begin(b, F_HELLO);
   uint8_t n = (uint8_t)strlen(self_name);
   buf_append(b, &n, 1);
   buf_append(b, self_name, n);
-  buf_append(b, pc->my_nonce, NONCE_LEN);
   frame_end(b, at);
   sent(pc, b->len - at);
 }
@@ -381,41 +442,17 @@ static void send_hello(pconn_t *pc) {
 static int on_hello(pconn_t *pc, reader_t *r) {
   uint8_t n = take_u8(r);
   const uint8_t *name = take(r, n);
-  const uint8_t *nonce = take(r, NONCE_LEN);
-  if (r->bad || pc->got_hello) return -1;
+  if (r->bad || pc->outbound) return -1;
   link_t *l = find_link((const char *)name, n);
-  if (!l || (pc->link && pc->link != l)) {
-    log_warn("peer %s says it is '%.*s', which is not %s", pc->addr, (int)n,
-             name, pc->link ? pc->link->srv->name : "a neighbour");
+  if (!l) {
+    char shown[80];
+    printable((const char *)name, n, shown, sizeof shown);
+    log_warn("peer %s says it is '%s', which is not a neighbour", pc->addr,
+             shown);
     return -1;
   }
   if (l->cut_until > uv_now(loop)) return -1;
   pc->link = l;
-  pc->got_hello = 1;
-  memcpy(pc->peer_nonce, nonce, NONCE_LEN);
-  buf_t *b = &pc->wq.out;
-  size_t at = frame_begin(b, F_AUTH);
-  uint8_t mac[MAC_LEN];
-  make_mac(self_name, l->srv->name, pc->peer_nonce, pc->my_nonce, mac);
-  buf_append(b, mac, MAC_LEN);
-  frame_end(b, at);
-  sent(pc, b->len - at);
-  return 0;
-}
-
-static int on_auth(pconn_t *pc, reader_t *r) {
-  const uint8_t *mac = take(r, MAC_LEN);
-  if (r->bad || !pc->got_hello || pc->verified) return -1;
-  uint8_t want[MAC_LEN];
-  make_mac(pc->link->srv->name, self_name, pc->my_nonce, pc->peer_nonce, want);
-  if (CRYPTO_memcmp(mac, want, MAC_LEN) != 0) {
-    stats.auth_failures++;
-    log_warn(
-        "link %s (%s): authentication failed: the peer does not hold "
-        "this herd's secret",
-        pc->link->srv->name, pc->addr);
-    return -1;
-  }
   pc->verified = 1;
   link_up(pc);
   return 0;
@@ -458,7 +495,7 @@ static int on_record(pconn_t *pc, reader_t *r) {
 }
 
 static void send_leaf(pconn_t *pc, uint32_t leaf, int want_reply) {
-  buf_t *b = &pc->wq.out;
+  buf_t *b = obuf(pc);
   size_t before = b->len;
   size_t at = frame_begin(b, F_LEAF);
   put_u32(b, leaf);
@@ -504,7 +541,7 @@ static int on_sums(pconn_t *pc, reader_t *r) {
 }
 
 static void send_rec(pconn_t *pc, const store_rec_t *rec) {
-  buf_t *b = &pc->wq.out;
+  buf_t *b = obuf(pc);
   size_t before = b->len;
   encode_record(b, rec);
   stats.records_out++;
@@ -576,11 +613,7 @@ static int handle_frame(pconn_t *pc, const uint8_t *p, size_t len) {
   stats.bytes_in += len + 4;
   pc->last_rx = uv_now(loop);
   if (pc->link) pc->link->frames_in++;
-  if (!pc->verified) {
-    if (type == F_HELLO) return on_hello(pc, &r);
-    if (type == F_AUTH) return on_auth(pc, &r);
-    return -1;
-  }
+  if (!pc->verified) return type == F_HELLO && !tls_ctx ? on_hello(pc, &r) : -1;
   switch (type) {
     case F_RECORD:
       return on_record(pc, &r);
@@ -589,7 +622,7 @@ static int handle_frame(pconn_t *pc, const uint8_t *p, size_t len) {
     case F_LEAF:
       return on_leaf(pc, &r);
     case F_PING: {
-      buf_t *b = &pc->wq.out;
+      buf_t *b = obuf(pc);
       size_t at = frame_begin(b, F_PONG);
       frame_end(b, at);
       sent(pc, 6);
@@ -603,21 +636,99 @@ static int handle_frame(pconn_t *pc, const uint8_t *p, size_t len) {
   }
 }
 
+/* Ciphertext is read into one shared buffer (the engine copies it at
+ * once); plaintext (insecure) straight into the frame buffer. */
+static char wire_in[64 * 1024];
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
   pconn_t *pc = (pconn_t *)h;
+  if (pc->tls) {
+    *b = uv_buf_init(wire_in, sizeof wire_in);
+    return;
+  }
   buf_reserve(&pc->in, 64 * 1024);
   *b = uv_buf_init(pc->in.data + pc->in.len,
                    (unsigned)(pc->in.cap - pc->in.len));
 }
 
+/* A TLS handshake failed or named no neighbour: logged as an
+ * authentication failure (the reason is OpenSSL's or the PSK lookup's). */
+static void refuse(pconn_t *pc, const char *why) {
+  stats.auth_failures++;
+  if (pc->link)
+    log_warn("link %s (%s): authentication failed: %s", pc->link->srv->name,
+             pc->addr, why);
+  else
+    log_warn("peer %s: authentication failed: %s", pc->addr, why);
+  pconn_close(pc, "authentication failed");
+}
+
+/* The handshake is done: decide which neighbour this is. */
+static int tls_up(pconn_t *pc) {
+  pc->handshake_us = (uv_hrtime() / 1000) - pc->handshake_us;
+  if (cert_mode && !pc->outbound) {
+    /* The certificate's name must be a neighbour's (the dialler checked
+     * ours with SSL_set1_host). */
+    pc->link = NULL;
+    for (int i = 0; i < nlinks && !pc->link; i++)
+      if (tls_conn_peer_has_name(pc->tls, links[i].srv->name))
+        pc->link = &links[i];
+    if (!pc->link) {
+      refuse(pc, "its certificate names no neighbour of this server");
+      return -1;
+    }
+  }
+  if (!pc->link || pc->link->cut_until > uv_now(loop)) {
+    pconn_close(pc, "refused");
+    return -1;
+  }
+  pc->verified = 1;
+  link_up(pc);
+  return pc->closing ? -1 : 0;
+}
+
+static void parse_frames(pconn_t *pc);
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   pconn_t *pc = (pconn_t *)s;
   if (nread < 0) {
-    pconn_close(pc,
-                nread == UV_EOF ? "closed by peer" : uv_strerror((int)nread));
+    if (pc->tls && !pc->verified && !pc->outbound && pc->rx_bytes == 0)
+      pconn_close(pc, "closed before a handshake");
+    else if (pc->tls && !pc->verified)
+      refuse(pc, "the connection closed during the TLS handshake");
+    else
+      pconn_close(pc,
+                  nread == UV_EOF ? "closed by peer" : uv_strerror((int)nread));
     return;
   }
-  pc->in.len += (size_t)nread;
+  pc->rx_bytes += (size_t)nread;
+  if (!pc->tls) {
+    pc->in.len += (size_t)nread;
+    parse_frames(pc);
+    return;
+  }
+  tls_conn_feed(pc->tls, b->base, (size_t)nread);
+  mark_dirty(pc); /* handshake messages, alerts or key updates to send */
+  if (!pc->verified) {
+    int rc = tls_conn_handshake(pc->tls);
+    if (rc < 0) {
+      refuse(pc, tls_conn_error(pc->tls));
+      return;
+    }
+    if (rc == 0 || tls_up(pc) < 0) return;
+  }
+  if (tls_conn_read(pc->tls, &pc->in) < 0) {
+    const char *why = tls_conn_error(pc->tls);
+    if (strcmp(why, "closed by peer") != 0 && pc->link)
+      log_warn("link %s (%s): TLS error, link closed: %s", pc->link->srv->name,
+               pc->addr, why);
+    pconn_close(pc, why);
+    return;
+  }
+  parse_frames(pc);
+}
+
+static void parse_frames(pconn_t *pc) {
   size_t off = 0;
   while (!pc->closing && pc->in.len - off >= 4) {
     const uint8_t *p = (const uint8_t *)pc->in.data + off;
@@ -653,7 +764,6 @@ static pconn_t *pconn_new(void) {
   uv_tcp_init(loop, &pc->tcp);
   wqueue_init(&pc->wq, (uv_stream_t *)&pc->tcp, on_written);
   pc->opened_at = pc->last_rx = pc->last_tx = uv_now(loop);
-  RAND_bytes(pc->my_nonce, NONCE_LEN);
   pc->next = conns;
   conns = pc;
   return pc;
@@ -663,7 +773,27 @@ static void start_io(pconn_t *pc) {
   pc->connected = 1;
   uv_tcp_nodelay(&pc->tcp, 1);
   uv_tcp_keepalive(&pc->tcp, 1, 10);
-  send_hello(pc);
+  pc->handshake_us = uv_hrtime() / 1000;
+  if (tls_ctx) {
+    pc->tls = tls_conn_new(tls_ctx, !pc->outbound, pc);
+    if (!pc->tls || (cert_mode && pc->outbound &&
+                     tls_conn_expect_host(pc->tls, pc->link->srv->name) < 0)) {
+      log_error("peer %s: cannot set up TLS", pc->addr);
+      pconn_close(pc, "TLS set-up failed");
+      return;
+    }
+    if (pc->outbound && tls_conn_handshake(pc->tls) < 0) { /* ClientHello */
+      refuse(pc, tls_conn_error(pc->tls));
+      return;
+    }
+    mark_dirty(pc);
+  } else if (pc->outbound) {
+    send_hello(pc);
+    pc->handshake_us = 0;
+    pc->verified = 1;
+    link_up(pc);
+    if (pc->closing) return;
+  }
   uv_read_start((uv_stream_t *)&pc->tcp, on_alloc, on_read);
 }
 
@@ -681,24 +811,79 @@ static void on_connected(uv_connect_t *req, int status) {
   start_io(pc);
 }
 
-static void dial(link_t *l) {
-  if (l->active || l->dialing || l->cut_until > uv_now(loop)) return;
-  struct sockaddr_storage ss;
-  if (uv_ip4_addr(l->srv->host, l->srv->peer_port, (struct sockaddr_in *)&ss) &&
-      uv_ip6_addr(l->srv->host, l->srv->peer_port,
-                  (struct sockaddr_in6 *)&ss)) {
-    log_error("link %s: bad address %s", l->srv->name, l->srv->host);
-    return;
-  }
+static void connect_to(link_t *l, const struct sockaddr *sa) {
+  char ip[64] = "?";
+  if (sa->sa_family == AF_INET)
+    uv_ip4_name((const struct sockaddr_in *)sa, ip, sizeof ip);
+  else
+    uv_ip6_name((const struct sockaddr_in6 *)sa, ip, sizeof ip);
   pconn_t *pc = pconn_new();
   pc->link = l;
   pc->outbound = 1;
-  snprintf(pc->addr, sizeof pc->addr, "%s:%d", l->srv->host, l->srv->peer_port);
-  l->dialing = 1;
+  if (strcmp(ip, l->srv->host) == 0)
+    snprintf(pc->addr, sizeof pc->addr, "%s:%d", ip, l->srv->peer_port);
+  else
+    snprintf(pc->addr, sizeof pc->addr, "%s (%s):%d", l->srv->host, ip,
+             l->srv->peer_port);
   pc->creq.data = pc;
-  int rc =
-      uv_tcp_connect(&pc->creq, &pc->tcp, (struct sockaddr *)&ss, on_connected);
+  int rc = uv_tcp_connect(&pc->creq, &pc->tcp, sa, on_connected);
   if (rc < 0) pconn_close(pc, uv_strerror(rc));
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status,
+                        struct addrinfo *res) {
+  link_t *l = req->data;
+  if (status == UV_ECANCELED || !started) {
+    uv_freeaddrinfo(res);
+    return;
+  }
+  if (status < 0 || !res) {
+    if (l->failures++ == 0 || l->failures % 20 == 0)
+      log_info("link %s: cannot resolve %s: %s (retrying)", l->srv->name,
+               l->srv->host, uv_strerror(status));
+    l->dialing = 0;
+    uv_freeaddrinfo(res);
+    schedule_redial(l);
+    return;
+  }
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  memcpy(&ss, res->ai_addr,
+         res->ai_addrlen < sizeof ss ? res->ai_addrlen : sizeof ss);
+  uv_freeaddrinfo(res);
+  uint16_t port = htons((uint16_t)l->srv->peer_port);
+  if (ss.ss_family == AF_INET)
+    ((struct sockaddr_in *)&ss)->sin_port = port;
+  else
+    ((struct sockaddr_in6 *)&ss)->sin6_port = port;
+  connect_to(l, (struct sockaddr *)&ss);
+}
+
+/* An address is dialled at once; a DNS name is resolved first, at every
+ * dial (without blocking), so a neighbour that moved is found again. */
+static void dial(link_t *l) {
+  if (l->active || l->dialing || l->cut_until > uv_now(loop)) return;
+  l->dialing = 1;
+  struct sockaddr_storage ss;
+  if (uv_ip4_addr(l->srv->host, l->srv->peer_port, (struct sockaddr_in *)&ss) ==
+          0 ||
+      uv_ip6_addr(l->srv->host, l->srv->peer_port,
+                  (struct sockaddr_in6 *)&ss) == 0) {
+    connect_to(l, (struct sockaddr *)&ss);
+    return;
+  }
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_socktype = SOCK_STREAM;
+  l->resolve.data = l;
+  int rc = uv_getaddrinfo(loop, &l->resolve, on_resolved, l->srv->host, NULL,
+                          &hints);
+  if (rc < 0) {
+    log_warn("link %s: cannot resolve %s: %s", l->srv->name, l->srv->host,
+             uv_strerror(rc));
+    l->dialing = 0;
+    schedule_redial(l);
+  }
 }
 
 static void on_redial(uv_timer_t *t) {
@@ -718,14 +903,56 @@ static void schedule_redial(link_t *l) {
   uv_timer_start(&l->redial, on_redial, delay, 0);
 }
 
+/* The oldest inbound connection still in its handshake (from ip when ip
+ * is not NULL), preferring one that has sent nothing. */
+static pconn_t *eviction_victim(const pconn_t *except, const char *ip) {
+  pconn_t *silent = NULL, *any = NULL;
+  for (pconn_t *p = conns; p; p = p->next) {
+    if (p == except || p->outbound || p->verified || p->closing) continue;
+    if (ip && strcmp(p->ip, ip) != 0) continue;
+    if (!any || p->opened_at <= any->opened_at) any = p;
+    if (!p->rx_bytes && (!silent || p->opened_at <= silent->opened_at))
+      silent = p;
+  }
+  return silent ? silent : any;
+}
+
+/* Makes room for pc among the unauthenticated inbound connections: over a
+ * bound, the oldest goes, so junk cannot keep a neighbour's fresh
+ * connection out (on loopback the neighbour shares its address with any
+ * local attacker). Outbound dials never count. */
+static void admit(pconn_t *pc) {
+  for (;;) {
+    int total = 0, same = 0;
+    for (pconn_t *p = conns; p; p = p->next) {
+      if (p == pc || p->outbound || p->verified || p->closing) continue;
+      total++;
+      same += strcmp(p->ip, pc->ip) == 0;
+    }
+    pconn_t *victim = NULL;
+    if (same >= MAX_UNAUTHED_PER_ADDR)
+      victim = eviction_victim(pc, pc->ip);
+    else if (total >= MAX_UNAUTHED)
+      victim = eviction_victim(pc, NULL);
+    if (!victim) return;
+    static log_limit_t evictions;
+    unsigned long held;
+    stats.handshakes_evicted++;
+    if (log_limit_due(&evictions, uv_now(loop), &held))
+      log_warn(
+          "peer port: %d connections in handshake%s; the oldest (%s) "
+          "closed to make room (%lu more since the last line)",
+          same >= MAX_UNAUTHED_PER_ADDR ? MAX_UNAUTHED_PER_ADDR : MAX_UNAUTHED,
+          same >= MAX_UNAUTHED_PER_ADDR ? " from one address" : "",
+          victim->addr, held);
+    pconn_close(victim, "evicted before its handshake");
+  }
+}
+
 static void on_peer_connection(uv_stream_t *server, int status) {
   if (status < 0) return;
-  int unauthed = 0;
-  for (pconn_t *p = conns; p; p = p->next)
-    unauthed += !p->verified;
   pconn_t *pc = pconn_new();
-  if (uv_accept(server, (uv_stream_t *)&pc->tcp) < 0 ||
-      unauthed >= MAX_UNAUTHED) {
+  if (uv_accept(server, (uv_stream_t *)&pc->tcp) < 0) {
     pconn_close(pc, "refused");
     return;
   }
@@ -734,6 +961,27 @@ static void on_peer_connection(uv_stream_t *server, int status) {
   memset(&ss, 0, sizeof ss);
   uv_tcp_getpeername(&pc->tcp, (struct sockaddr *)&ss, &len);
   conn_format_addr(&ss, pc->addr, sizeof pc->addr);
+  const unsigned char *bytes;
+  if (ss.ss_family == AF_INET) {
+    bytes = (const unsigned char *)&((struct sockaddr_in *)&ss)->sin_addr;
+    uv_ip4_name((struct sockaddr_in *)&ss, pc->ip, sizeof pc->ip);
+  } else {
+    bytes = (const unsigned char *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+    uv_ip6_name((struct sockaddr_in6 *)&ss, pc->ip, sizeof pc->ip);
+  }
+  if (!config_peer_allowed(cfg, ss.ss_family, bytes)) {
+    static log_limit_t refusals;
+    unsigned long held;
+    stats.peers_refused++;
+    if (log_limit_due(&refusals, uv_now(loop), &held))
+      log_warn(
+          "peer %s: refused, not in peers_from (%lu more since the last "
+          "line)",
+          pc->addr, held);
+    pconn_close(pc, "not in peers_from");
+    return;
+  }
+  admit(pc);
   start_io(pc);
 }
 
@@ -747,8 +995,14 @@ static void on_tick(uv_timer_t *t) {
     next = pc->next;
     if (!pc->connected) continue;
     if (!pc->verified && now - pc->opened_at > HANDSHAKE_MS) {
-      log_warn("peer %s: no authentication within %d ms", pc->addr,
-               HANDSHAKE_MS);
+      static log_limit_t timeouts;
+      unsigned long held;
+      stats.handshake_timeouts++;
+      if (log_limit_due(&timeouts, now, &held))
+        log_warn(
+            "peer %s: no handshake within %d ms (%lu more since the "
+            "last line)",
+            pc->addr, HANDSHAKE_MS, held);
       pconn_close(pc, "handshake timeout");
       continue;
     }
@@ -758,13 +1012,127 @@ static void on_tick(uv_timer_t *t) {
       continue;
     }
     if (now - pc->last_tx > cfg->peer_timeout_ms / 3) {
-      buf_t *b = &pc->wq.out;
+      buf_t *b = obuf(pc);
       size_t at = frame_begin(b, F_PING);
       frame_end(b, at);
       sent(pc, 6);
     }
     if (sync && initiates_sync(pc->link)) send_sums(pc, 0, 0);
   }
+}
+
+/* ---- keys ---------------------------------------------------------------- */
+
+/* The PSK of a link from dialler to acceptor under secret i. */
+static int link_psk(int i, const char *dialler, const char *acceptor,
+                    uint8_t key[32]) {
+  buf_t info;
+  buf_init(&info);
+  buf_append_str(&info, dialler);
+  buf_append(&info, "", 1);
+  buf_append_str(&info, acceptor);
+  int rc = tls_hkdf(secrets[i], strlen(secrets[i]), "herd psk v1", info.data,
+                    info.len, key, 32);
+  buf_free(&info);
+  if (rc < 0) log_error("HKDF failed: no key for the link, refused");
+  return rc;
+}
+
+static void hex(const uint8_t *p, size_t n, char *out) {
+  for (size_t i = 0; i < n; i++)
+    sprintf(out + 2 * i, "%02x", p[i]);
+}
+
+/* Dialling: offer the first secret, naming this server. */
+static int psk_use(void *app, char *identity, size_t idlen, uint8_t key[32]) {
+  pconn_t *pc = app;
+  if (!pc->link || !nsecrets) return -1;
+  if (link_psk(0, self_name, pc->link->srv->name, key) < 0) return -1;
+  char id[2 * KEY_ID_LEN + 1];
+  hex(key_ids[0], KEY_ID_LEN, id);
+  snprintf(identity, idlen, "herd1 %s %s", id, self_name);
+  pc->secret_idx = 0;
+  return 0;
+}
+
+/* Accepting: "herd1 <key id> <dialler>", a neighbour, one of our secrets. */
+static int psk_find(void *app, const char *identity, size_t n,
+                    uint8_t key[32]) {
+  pconn_t *pc = app;
+  char shown[300];
+  printable(identity, n > 200 ? 200 : n, shown, sizeof shown);
+  if (n < 6 + 2 * KEY_ID_LEN + 2 || memcmp(identity, "herd1 ", 6) != 0 ||
+      identity[6 + 2 * KEY_ID_LEN] != ' ') {
+    log_warn("peer %s: PSK identity '%s' is not a herd server's", pc->addr,
+             shown);
+    return -1;
+  }
+  const char *name = identity + 7 + 2 * KEY_ID_LEN;
+  link_t *l = find_link(name, n - (size_t)(name - identity));
+  if (!l) {
+    log_warn("peer %s: PSK identity '%s' names no neighbour of this server",
+             pc->addr, shown);
+    return -1;
+  }
+  pc->link = l;
+  int found = -1;
+  for (int i = 0; i < nsecrets && found < 0; i++) {
+    char id[2 * KEY_ID_LEN + 1];
+    hex(key_ids[i], KEY_ID_LEN, id);
+    if (memcmp(id, identity + 6, 2 * KEY_ID_LEN) == 0) found = i;
+  }
+  if (found < 0) {
+    log_warn(
+        "link %s (%s): its secret (key id %.*s) is none of this "
+        "server's",
+        l->srv->name, pc->addr, 2 * KEY_ID_LEN, identity + 6);
+    return -1;
+  }
+  if (link_psk(found, l->srv->name, self_name, key) < 0) return -1;
+  pc->secret_idx = found;
+  return 0;
+}
+
+int peer_set_secrets(const config_t *c) {
+  int n = c->nsecrets < MAX_SECRETS ? c->nsecrets : MAX_SECRETS;
+  uint8_t ids[MAX_SECRETS][KEY_ID_LEN];
+  for (int i = 0; i < n; i++)
+    if (tls_hkdf(c->secrets[i], strlen(c->secrets[i]), "herd key id v1", "", 0,
+                 ids[i], KEY_ID_LEN) < 0) {
+      log_error("HKDF failed: the secrets stay as they were");
+      return -1;
+    }
+  for (int i = 0; i < nsecrets; i++) {
+    OPENSSL_cleanse(secrets[i], strlen(secrets[i]));
+    free(secrets[i]);
+  }
+  for (int i = 0; i < n; i++)
+    secrets[i] = xstrdup(c->secrets[i]);
+  memcpy(key_ids, ids, sizeof ids);
+  if (started && nsecrets != n)
+    log_info("peer links: %d secret%s (the first is offered)", n,
+             n == 1 ? "" : "s");
+  nsecrets = n;
+  return 0;
+}
+
+static int setup_tls(const config_t *c, char *err, size_t errlen) {
+  if (c->insecure) return 0;
+  if (c->tls_cert) {
+    tls_ctx = tls_ctx_cert(c->tls_cert, c->tls_key, c->tls_ca, 1, err, errlen);
+    cert_mode = 1;
+  } else {
+    if (peer_set_secrets(c) < 0) {
+      snprintf(err, errlen, "cannot derive the peer keys");
+      return -1;
+    }
+    tls_ctx = tls_ctx_psk(psk_use, psk_find, err, errlen);
+  }
+  return tls_ctx ? 0 : -1;
+}
+
+int peer_insecure(void) {
+  return started && !tls_ctx;
 }
 
 int peer_start(uv_loop_t *l, const config_t *c, int self, const int *neighbours,
@@ -777,11 +1145,12 @@ int peer_start(uv_loop_t *l, const config_t *c, int self, const int *neighbours,
   nlinks = n;
   const config_server_t *me = &c->servers[self];
   struct sockaddr_storage ss;
-  if (uv_ip4_addr(me->host, me->peer_port, (struct sockaddr_in *)&ss) &&
-      uv_ip6_addr(me->host, me->peer_port, (struct sockaddr_in6 *)&ss)) {
-    snprintf(err, errlen, "bad peer address %s", me->host);
+  if (conn_resolve(loop, me->host, me->peer_port, &ss) < 0) {
+    snprintf(err, errlen, "bad peer address %s (it does not resolve)",
+             me->host);
     return -1;
   }
+  if (setup_tls(c, err, errlen) < 0) return -1;
   uv_tcp_init(loop, &listener);
   int rc = uv_tcp_bind(&listener, (struct sockaddr *)&ss, 0);
   if (rc == 0)
@@ -812,8 +1181,10 @@ void peer_shutdown(void) {
   peer_flush_all();
   while (conns)
     pconn_close(conns, "server stopping");
-  for (int i = 0; i < nlinks; i++)
+  for (int i = 0; i < nlinks; i++) {
+    uv_cancel((uv_req_t *)&links[i].resolve);
     uv_close((uv_handle_t *)&links[i].redial, NULL);
+  }
   uv_close((uv_handle_t *)&ticker, NULL);
   uv_close((uv_handle_t *)&listener, NULL);
 }
@@ -879,20 +1250,22 @@ int peer_flood(const char *client, size_t len, const char *except) {
   for (int i = 0; i < nlinks; i++) {
     pconn_t *pc = links[i].active;
     if (!pc || (except && strcmp(except, links[i].srv->name) == 0)) continue;
-    size_t before = pc->wq.out.len;
+    buf_t *b = obuf(pc);
+    size_t before = b->len;
     if (!frame) {
-      encode_record(&pc->wq.out, r);
+      encode_record(b, r);
       frame = pc;
       frame_at = before;
     } else { /* the same bytes as the first link's */
-      size_t bytes = frame->wq.out.len - frame_at;
-      buf_reserve(&pc->wq.out, bytes);
-      memcpy(pc->wq.out.data + before, frame->wq.out.data + frame_at, bytes);
-      pc->wq.out.len += bytes;
+      const buf_t *fb = obuf(frame);
+      size_t bytes = fb->len - frame_at;
+      buf_reserve(b, bytes);
+      memcpy(b->data + before, fb->data + frame_at, bytes);
+      b->len += bytes;
     }
     stats.records_out++;
     stats.records_flooded++;
-    sent(pc, pc->wq.out.len - before);
+    sent(pc, b->len - before);
     n++;
   }
   return n;

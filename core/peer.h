@@ -1,9 +1,10 @@
 /* peer: the links between servers of a herd.
  * Owns the peer listener (on the server's peer_port, never the client port),
  * one link per neighbour named by the topology script (dialled out and
- * accepted in, deduplicated, redialled with backoff and jitter), the framed
- * peer wire format, the mutual HMAC-SHA256 challenge that authenticates a
- * link, flooding of records, and reconciliation of the record store when a
+ * accepted in, deduplicated, redialled with backoff and jitter), their TLS
+ * 1.3 trust (herd-secret PSK or certificates, through core/tls.c), the
+ * admission of unauthenticated connections, the framed peer wire format,
+ * flooding of records, and reconciliation of the record store when a
  * link comes up (a walk down the store's hash tree). Records that arrive go
  * to the scripts' on_record hook, which is the built-in rule
  * (peer_accept_record, in C) unless a script replaces or wraps it. */
@@ -20,13 +21,19 @@
 typedef struct peer_stats {
   uint64_t frames_in, frames_out, bytes_in, bytes_out, records_in, records_out,
       records_stale, records_flooded, records_refused, auth_failures, links_up,
-      reconciles, sync_bytes_out;
+      reconciles, sync_bytes_out, out_drops, handshakes_evicted,
+      handshake_timeouts, peers_refused;
 } peer_stats_t;
 
 /* Listens on the peer port and starts dialling every neighbour. */
 int peer_start(uv_loop_t *loop, const config_t *cfg, int self,
                const int *neighbours, int n, char *err, size_t errlen);
 void peer_shutdown(void);
+/* Takes the config's secret list (at start and at each reload): the first
+ * is offered when dialling, any is accepted. 0, or -1 (kept as it was). */
+int peer_set_secrets(const config_t *cfg);
+/* Whether links run without TLS (insecure = true). */
+int peer_insecure(void);
 void peer_flush_all(void);
 /* Sends the stored record of client to every live link except the one to
  * the server named except (may be NULL). Returns the number of links. */

@@ -218,7 +218,7 @@ end
 
 -- ---- the peer wire format (see the header of core/peer.c) ------------------
 
-M.F = { HELLO = 1, AUTH = 2, RECORD = 3, SUMS = 4, LEAF = 5, PING = 6, PONG = 7 }
+M.F = { HELLO = 1, RECORD = 3, SUMS = 4, LEAF = 5, PING = 6, PONG = 7 }
 
 function M.frame(ftype, payload, version)
   payload = payload or ""
@@ -238,40 +238,43 @@ function M.read_frame(c)
   return ftype, payload
 end
 
--- HMAC-SHA256 through the openssl command line (a few calls per test).
-function M.hmac(key, data)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-  local hex = sh("openssl dgst -sha256 -mac HMAC -macopt key:" .. quote(key)
-    .. " -binary < " .. path .. " | od -An -tx1 | tr -d ' \\n'")
-  os.remove(path)
-  return (hex:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end))
-end
-
 function M.record_payload(client, sec, nsec, line)
   return string.pack(">i8i4s2s2", sec, nsec, client, line)
 end
 
--- Connects to a server's peer port as the neighbour `me` and completes the
--- mutual HMAC handshake with secret. Returns the socket (authenticated),
--- or nil and why.
-function M.peer_login(host, port, me, them, secret)
-  local c, err = M.connect(host, port, 3)
+-- The test tool that speaks TLS to a peer port (tests/tools/peer_tls.c),
+-- built beside the herd binary.
+M.peer_tls = herd.bin:gsub("herd$", "peer_tls")
+
+-- Runs peer_tls with args (a string of quoted options) and returns its
+-- output line and whether it exited 0.
+function M.peer_tls_check(args)
+  local out = sh(quote(M.peer_tls) .. " --check " .. args .. " 2>&1")
+  return out:gsub("%s+$", ""), out:match("^ok") ~= nil
+end
+
+-- Connects to a server's peer port as the neighbour `me` over TLS with the
+-- herd secret (through a peer_tls relay, which exits when the socket
+-- closes). Returns a plain socket carrying the link's frames, or nil and
+-- why. opts.args: more peer_tls options (certificates, a wrong key...).
+function M.peer_login(host, port, me, them, secret, opts)
+  opts = opts or {}
+  local out = os.tmpname()
+  local args = opts.args or ("--secret " .. quote(secret))
+  os.execute(quote(M.peer_tls) .. " --host " .. quote(host) .. " --connect " .. port
+    .. " --me " .. quote(me) .. " --them " .. quote(them) .. " " .. args
+    .. " --listen 0 > " .. out .. " 2>&1 &")
+  local lport
+  local deadline = socket.gettime() + 3
+  repeat
+    local text = herd.read_file(out) or ""
+    lport = tonumber(text:match("ready (%d+)"))
+    if not lport then socket.sleep(0.01) end
+  until lport or socket.gettime() > deadline
+  os.remove(out)
+  if not lport then return nil, "peer_tls did not start" end
+  local c, err = M.connect("127.0.0.1", lport, 3)
   if not c then return nil, err end
-  local ftype, hello = M.read_frame(c)
-  if ftype ~= M.F.HELLO then c:close() return nil, "no HELLO: " .. tostring(hello) end
-  local nlen = hello:byte(1)
-  local their_nonce = hello:sub(2 + nlen, 1 + nlen + 32)
-  local nonce = M.random_bytes(32)
-  c:send(M.frame(M.F.HELLO, string.char(#me) .. me .. nonce))
-  local t2, mac = M.read_frame(c)
-  if t2 ~= M.F.AUTH then c:close() return nil, "no AUTH: " .. tostring(mac) end
-  local want = M.hmac(secret, "herd-auth-v1\0" .. them .. "\0" .. me .. "\0" .. nonce .. their_nonce)
-  if mac ~= want then c:close() return nil, "the server's AUTH does not verify" end
-  c:send(M.frame(M.F.AUTH, M.hmac(secret, "herd-auth-v1\0" .. me .. "\0" .. them .. "\0"
-    .. their_nonce .. nonce)))
   return c
 end
 
