@@ -437,14 +437,15 @@ static int parse_tls(lua_State *L, config_t *cfg, char *err, size_t errlen) {
     }
     *slot[i] = relative(cfg, lua_tostring(L, -1));
     lua_pop(L, 1);
-    FILE *f = fopen(*slot[i], "r");
-    if (!f) {
+    /* "{name}" stands for each server's name: checked when it starts. */
+    FILE *f = strstr(*slot[i], "{name}") ? NULL : fopen(*slot[i], "r");
+    if (!f && !strstr(*slot[i], "{name}")) {
       snprintf(err, errlen, "%s: tls.%s: cannot read %s", file, tls_keys[i],
                *slot[i]);
       lua_pop(L, 1);
       return -1;
     }
-    fclose(f);
+    if (f) fclose(f);
   }
   lua_pop(L, 1);
   return 0;

@@ -364,4 +364,33 @@ function M.lost(dump, newest)
   return lost, samples
 end
 
+-- ---- certificates -----------------------------------------------------------
+
+-- Makes a throwaway CA in dir (ca.crt, ca.key) and, for each name, a key
+-- and a certificate for it (dir/NAME.crt, dir/NAME.key, the name as DNS
+-- subject alternative name) signed by that CA, with the openssl command
+-- line. Nothing private is ever committed: specs make them at run time.
+function M.make_certs(dir, names, ca)
+  ca = ca or "ca"
+  local q = quote
+  local function run(cmd)
+    local out = sh(cmd .. " 2>&1; echo rc=$?")
+    assert(out:match("rc=0%s*$"), cmd .. ": " .. out)
+  end
+  local ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+  run("openssl req -x509 " .. ec .. " -keyout " .. q(dir .. "/" .. ca .. ".key")
+    .. " -out " .. q(dir .. "/" .. ca .. ".crt") .. " -subj /CN=herd-test-" .. ca .. " -days 2")
+  for _, name in ipairs(names) do
+    local base = dir .. "/" .. name
+    local f = assert(io.open(base .. ".ext", "w"))
+    f:write("subjectAltName=DNS:" .. name .. "\n")
+    f:close()
+    run("openssl req " .. ec .. " -keyout " .. q(base .. ".key") .. " -out " .. q(base .. ".csr")
+      .. " -subj /CN=" .. name)
+    run("openssl x509 -req -in " .. q(base .. ".csr") .. " -CA " .. q(dir .. "/" .. ca .. ".crt")
+      .. " -CAkey " .. q(dir .. "/" .. ca .. ".key") .. " -CAcreateserial -days 2 -out "
+      .. q(base .. ".crt") .. " -extfile " .. q(base .. ".ext"))
+  end
+end
+
 return M

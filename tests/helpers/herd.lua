@@ -157,7 +157,7 @@ function M.start(conf, opts)
   opts = opts or {}
   local h = setmetatable({ dir = tmpdir(), procs = {}, opts = opts }, Herd)
   conf.log_dir = conf.log_dir or (h.dir .. "/logs")
-  if conf.secret == nil and not conf.insecure then conf.secret = M.secret end
+  if conf.secret == nil and not conf.insecure and not conf.tls then conf.secret = M.secret end
   h.conf = conf
   h.config = h.dir .. "/herd.lua"
   write_file(h.config, "return " .. serialize(conf) .. "\n")
