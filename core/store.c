@@ -241,12 +241,18 @@ void store_set_tree_key(const uint8_t key[16]) {
     n *= STORE_FANOUT;
   }
   memset(leaves, 0, STORE_LEAVES * sizeof *leaves);
+  uint64_t *leaf_sums = tree[STORE_DEPTH];
   for (size_t i = 0; i < table_cap; i++)
     for (store_rec_t *r = table[i]; r; r = r->next) {
       uint32_t leaf = leaf_of(STORE_CLIENT(r), r->client_len);
       r->digest = digest_of(STORE_LINE(r), r->line_len, r->sec, r->nsec);
       r->leaf_next = leaves[leaf];
       leaves[leaf] = r;
-      tree_apply(leaf, r->digest);
+      leaf_sums[leaf] ^= r->digest;
     }
+  /* The inner levels from the leaves up, once, not per record. */
+  n = STORE_LEAVES;
+  for (int l = STORE_DEPTH; l > 0; l--, n /= STORE_FANOUT)
+    for (size_t i = 0; i < n; i++)
+      tree[l - 1][i / STORE_FANOUT] ^= tree[l][i];
 }

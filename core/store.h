@@ -41,7 +41,7 @@ typedef struct store_rec {
  * tree key starts as all zero bytes (what an insecure herd shares). */
 int store_init(void);
 /* Sets the tree key every server of the herd shares and rekeys every record
- * (its leaf and digest; the tree is rebuilt): O(n), about 0.1 s per million
+ * (its leaf and digest; the tree is rebuilt): O(n), about 0.3 s per million
  * records, during which nothing else runs; a no-op when the key is the
  * current one. */
 void store_set_tree_key(const uint8_t key[16]);
