@@ -500,7 +500,10 @@ int main(int argc, char **argv) {
   raise_fd_limit();
   loop = uv_default_loop();
   lua_core_init(loop, opts.name);
-  store_init();
+  if (store_init() < 0) {
+    fprintf(stderr, "herd: no random key for the record store (RAND_bytes)\n");
+    return 1;
+  }
   lua_State *L = load_all(&opts, &server_cfg, err, sizeof err);
   if (!L) {
     fprintf(stderr, "herd: %s\n", err);

@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/rand.h>
+
 #include "buf.h"
+#include "siphash.h"
 
 static store_rec_t **table;
 static size_t table_cap; /* power of two */
@@ -16,39 +19,35 @@ static size_t max_count = SIZE_MAX;
 static uint64_t *tree[STORE_DEPTH + 1];
 static store_rec_t **leaves;
 
-static uint64_t mix64(uint64_t h) {
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
+/* Two keys: the bucket key is this process's own secret (an attacker who
+ * cannot learn it cannot aim client ids at one bucket); the tree key decides
+ * leaves and digests, which every server of the herd must compute alike, so
+ * the herd shares it (store_set_tree_key). */
+static siphash_key_t bucket_key, tree_key;
+
+static uint64_t bucket_hash(const char *client, size_t len) {
+  return siphash13(&bucket_key, client, len);
 }
 
-/* 8 bytes at a time with xxHash64's round (multiply, rotate, multiply),
- * then a full mix: these hashes run several times per IAMAT (client ids,
- * and the digest of every new line). */
-static uint64_t rotl64(uint64_t x, int r) {
-  return (x << r) | (x >> (64 - r));
+static uint32_t leaf_of(const char *client, size_t len) {
+  return (uint32_t)(siphash13(&tree_key, client, len) % STORE_LEAVES);
 }
 
-static uint64_t hash_bytes(const char *p, size_t n, uint64_t seed) {
-  const uint64_t p1 = 0x9e3779b185ebca87ULL, p2 = 0xc2b2ae3d27d4eb4fULL;
-  uint64_t h = seed ^ (n * p1);
-  while (n >= 8) {
-    uint64_t w;
-    memcpy(&w, p, 8);
-    h = rotl64(h + w * p2, 31) * p1;
-    p += 8;
-    n -= 8;
-  }
-  uint64_t w = 0;
-  memcpy(&w, p, n);
-  h = rotl64(h + (w ^ n) * p2, 31) * p1;
-  return mix64(h);
+/* The version's digest: the line names the client and carries its time;
+ * the timestamp is folded in too (injectively) so two versions never share
+ * a digest even if a script stores a line whose text disagrees with it. */
+static uint64_t digest_of(const char *line, size_t len, int64_t sec,
+                          int32_t nsec) {
+  uint64_t stamp = (uint64_t)sec * 1000000000ULL + (uint64_t)nsec;
+  return (siphash13(&tree_key, line, len) ^ stamp) | 1;
 }
 
-void store_init(void) {
+int store_init(void) {
+  uint8_t key[16];
+  if (RAND_bytes(key, sizeof key) != 1) return -1;
+  bucket_key = siphash_key(key);
+  memset(key, 0, sizeof key);
+  tree_key = siphash_key(key);
   table_cap = 1024;
   table = xcalloc(table_cap, sizeof *table);
   size_t n = 1;
@@ -57,6 +56,7 @@ void store_init(void) {
     n *= STORE_FANOUT;
   }
   leaves = xcalloc(STORE_LEAVES, sizeof *leaves);
+  return 0;
 }
 
 void store_set_limit(size_t max_clients) {
@@ -91,14 +91,8 @@ size_t store_bytes(void) {
   return bytes + table_cap * sizeof *table;
 }
 
-/* The leaf comes from the high bits of the same hash that picks the
- * bucket (low bits), so a put hashes the client once. */
-static uint32_t leaf_of_hash(uint64_t h) {
-  return (uint32_t)((h >> 40) % STORE_LEAVES);
-}
-
 uint32_t store_leaf_of(const char *client, size_t client_len) {
-  return leaf_of_hash(hash_bytes(client, client_len, 0));
+  return leaf_of(client, client_len);
 }
 
 static void tree_apply(uint32_t leaf, uint64_t delta) {
@@ -134,7 +128,7 @@ static void grow(void) {
     store_rec_t *r = table[i];
     while (r) {
       store_rec_t *next = r->next;
-      size_t b = hash_bytes(STORE_CLIENT(r), r->client_len, 0) & (cap - 1);
+      size_t b = bucket_hash(STORE_CLIENT(r), r->client_len) & (cap - 1);
       r->next = t[b];
       t[b] = r;
       r = next;
@@ -155,7 +149,7 @@ static store_rec_t **find_h(const char *client, size_t len, uint64_t h) {
 }
 
 static store_rec_t **find(const char *client, size_t len) {
-  return find_h(client, len, hash_bytes(client, len, 0));
+  return find_h(client, len, bucket_hash(client, len));
 }
 
 const store_rec_t *store_get(const char *client, size_t client_len) {
@@ -175,17 +169,13 @@ int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
   if (client_len == 0 || client_len > STORE_MAX_CLIENT || line_len == 0 ||
       line_len > STORE_MAX_LINE || nsec < 0 || nsec > 999999999)
     return -1;
-  uint64_t h = hash_bytes(client, client_len, 0);
+  uint64_t h = bucket_hash(client, client_len);
   store_rec_t **slot = find_h(client, client_len, h);
   store_rec_t *old = *slot;
   if (old && store_compare(sec, nsec, line, line_len, old) <= 0) return 0;
   if (!old && count >= max_count) return STORE_FULL;
-  /* The version's digest: the line names the client, so line and timestamp
-   * identify it. */
-  uint64_t digest = hash_bytes(line, line_len,
-                               (uint64_t)sec * 1000000007ULL ^ (uint64_t)nsec) |
-                    1;
-  uint32_t leaf = leaf_of_hash(h);
+  uint64_t digest = digest_of(line, line_len, sec, nsec);
+  uint32_t leaf = leaf_of(client, client_len);
   if (old && malloc_usable_size(old) >= sizeof *old + client_len + line_len) {
     /* A newer line for a known client nearly always fits the old block
      * (lines differ by a digit or two): updated in place, the record keeps
@@ -239,4 +229,30 @@ void store_each(void (*fn)(const store_rec_t *r, void *ud), void *ud) {
   for (size_t i = 0; i < table_cap; i++)
     for (store_rec_t *r = table[i]; r; r = r->next)
       fn(r, ud);
+}
+
+void store_set_tree_key(const uint8_t key[16]) {
+  siphash_key_t k = siphash_key(key);
+  if (k.k0 == tree_key.k0 && k.k1 == tree_key.k1) return;
+  tree_key = k;
+  size_t n = 1;
+  for (int l = 0; l <= STORE_DEPTH; l++) {
+    memset(tree[l], 0, n * sizeof *tree[l]);
+    n *= STORE_FANOUT;
+  }
+  memset(leaves, 0, STORE_LEAVES * sizeof *leaves);
+  uint64_t *leaf_sums = tree[STORE_DEPTH];
+  for (size_t i = 0; i < table_cap; i++)
+    for (store_rec_t *r = table[i]; r; r = r->next) {
+      uint32_t leaf = leaf_of(STORE_CLIENT(r), r->client_len);
+      r->digest = digest_of(STORE_LINE(r), r->line_len, r->sec, r->nsec);
+      r->leaf_next = leaves[leaf];
+      leaves[leaf] = r;
+      leaf_sums[leaf] ^= r->digest;
+    }
+  /* The inner levels from the leaves up, once, not per record. */
+  n = STORE_LEAVES;
+  for (int l = STORE_DEPTH; l > 0; l--, n /= STORE_FANOUT)
+    for (size_t i = 0; i < n; i++)
+      tree[l - 1][i / STORE_FANOUT] ^= tree[l][i];
 }
