@@ -38,6 +38,7 @@
 
 #include <lauxlib.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,7 +67,8 @@ enum {
   F_SUMS = 4,
   F_LEAF = 5,
   F_PING = 6,
-  F_PONG = 7
+  F_PONG = 7,
+  F_TREEKEY = 8 /* the reconciliation tree's key, 16 bytes */
 };
 
 typedef struct link link_t;
@@ -122,6 +124,11 @@ static int cert_mode;
 static char *secrets[MAX_SECRETS];
 static uint8_t key_ids[MAX_SECRETS][KEY_ID_LEN];
 static int nsecrets;
+/* The key of the store's hash tree (leaf assignment, digests), which the
+ * herd agrees on link by link (the smaller wins), and its short id, which
+ * SUMS and LEAF frames carry so frames under another key are ignored. */
+static uint8_t tree_key[16];
+static uint8_t tree_kid[KEY_ID_LEN];
 
 static void pconn_close(pconn_t *pc, const char *why);
 static void schedule_redial(link_t *l);
@@ -327,6 +334,7 @@ static void send_sums(pconn_t *pc, int level, uint32_t index) {
   buf_t *b = obuf(pc);
   size_t before = b->len;
   size_t at = frame_begin(b, F_SUMS);
+  buf_append(b, tree_kid, KEY_ID_LEN);
   uint8_t lv = (uint8_t)level;
   buf_append(b, &lv, 1);
   put_u32(b, index);
@@ -339,6 +347,55 @@ static void send_sums(pconn_t *pc, int level, uint32_t index) {
 
 static int initiates_sync(const link_t *l) {
   return strcmp(self_name, l->srv->name) < 0;
+}
+
+static void send_treekey(pconn_t *pc) {
+  buf_t *b = obuf(pc);
+  size_t at = frame_begin(b, F_TREEKEY);
+  buf_append(b, tree_key, sizeof tree_key);
+  frame_end(b, at);
+  sent(pc, b->len - at);
+}
+
+static void hex(const uint8_t *p, size_t n, char *out) {
+  for (size_t i = 0; i < n; i++)
+    sprintf(out + 2 * i, "%02x", p[i]);
+}
+
+/* Rekeys the store's tree (every record: O(n)) and names the key by id. */
+static int set_tree_key(const uint8_t key[16]) {
+  uint8_t kid[KEY_ID_LEN];
+  if (tls_hkdf(key, 16, "herd tree key id v1", "", 0, kid, sizeof kid) < 0) {
+    log_error("HKDF failed: the reconciliation key stays as it was");
+    return -1;
+  }
+  memcpy(tree_key, key, sizeof tree_key);
+  memcpy(tree_kid, kid, sizeof kid);
+  store_set_tree_key(tree_key);
+  return 0;
+}
+
+/* A neighbour's tree key: the smaller of two keys wins, so the herd ends
+ * on one key (the smallest any server started with). A side that adopts
+ * one passes it on to its other links and reconciles at once. */
+static int on_treekey(pconn_t *pc, reader_t *r) {
+  const uint8_t *key = take(r, sizeof tree_key);
+  if (r->bad || r->left) return -1;
+  int cmp = memcmp(key, tree_key, sizeof tree_key);
+  if (cmp > 0) send_treekey(pc); /* theirs is greater: they adopt ours */
+  if (cmp >= 0) return 0;
+  if (set_tree_key(key) < 0) return 0;
+  char id[2 * KEY_ID_LEN + 1];
+  hex(tree_kid, KEY_ID_LEN, id);
+  log_info("reconciliation key: adopted %s's (key id %s), a smaller one",
+           pc->link->srv->name, id);
+  for (int i = 0; i < nlinks; i++) {
+    pconn_t *o = links[i].active;
+    if (!o) continue;
+    if (o != pc) send_treekey(o);
+    if (initiates_sync(o->link)) send_sums(o, 0, 0);
+  }
+  return 0;
 }
 
 static void link_up(pconn_t *pc) {
@@ -378,6 +435,7 @@ static void link_up(pconn_t *pc) {
   log_info("link %s up (%s, %s, %s, handshake %.1f ms)", l->srv->name, pc->addr,
            pc->outbound ? "dialled" : "accepted", how,
            (double)pc->handshake_us / 1000.0);
+  send_treekey(pc); /* before any SUMS, so a greater key is replaced first */
   if (initiates_sync(l)) {
     stats.reconciles++;
     send_sums(pc, 0, 0);
@@ -498,6 +556,7 @@ static void send_leaf(pconn_t *pc, uint32_t leaf, int want_reply) {
   buf_t *b = obuf(pc);
   size_t before = b->len;
   size_t at = frame_begin(b, F_LEAF);
+  buf_append(b, tree_kid, KEY_ID_LEN);
   put_u32(b, leaf);
   uint8_t w = (uint8_t)want_reply;
   buf_append(b, &w, 1);
@@ -522,6 +581,7 @@ static void send_leaf(pconn_t *pc, uint32_t leaf, int want_reply) {
 }
 
 static int on_sums(pconn_t *pc, reader_t *r) {
+  const uint8_t *kid = take(r, KEY_ID_LEN);
   uint8_t level = take_u8(r);
   uint32_t index = take_u32(r);
   const uint8_t *sums = take(r, 8 * STORE_FANOUT);
@@ -529,6 +589,7 @@ static int on_sums(pconn_t *pc, reader_t *r) {
   for (int i = 0; i < level; i++)
     width *= STORE_FANOUT;
   if (r->bad || level >= STORE_DEPTH || index >= width) return -1;
+  if (memcmp(kid, tree_kid, KEY_ID_LEN) != 0) return 0; /* keys converging */
   for (uint32_t c = 0; c < STORE_FANOUT; c++) {
     uint32_t child = index * STORE_FANOUT + c;
     if (store_node(level + 1, child) == get_u64(sums + 8 * c)) continue;
@@ -550,6 +611,7 @@ static void send_rec(pconn_t *pc, const store_rec_t *rec) {
 }
 
 static int on_leaf(pconn_t *pc, reader_t *r) {
+  const uint8_t *kid = take(r, KEY_ID_LEN);
   uint32_t leaf = take_u32(r);
   uint8_t want = take_u8(r);
   uint16_t count = take_u16(r);
@@ -574,6 +636,10 @@ static int on_leaf(pconn_t *pc, reader_t *r) {
   if (r->bad) {
     free(e);
     return -1;
+  }
+  if (memcmp(kid, tree_kid, KEY_ID_LEN) != 0) { /* keys converging */
+    free(e);
+    return 0;
   }
   /* Send what they lack or hold older; ties with different digests go
    * both ways and on_record settles them by the fixed rule. */
@@ -630,6 +696,8 @@ static int handle_frame(pconn_t *pc, const uint8_t *p, size_t len) {
     }
     case F_PONG:
       return 0;
+    case F_TREEKEY:
+      return on_treekey(pc, &r);
     default:
       log_warn("link %s: unknown frame type %d", pc->link->srv->name, type);
       return -1;
@@ -1038,11 +1106,6 @@ static int link_psk(int i, const char *dialler, const char *acceptor,
   return rc;
 }
 
-static void hex(const uint8_t *p, size_t n, char *out) {
-  for (size_t i = 0; i < n; i++)
-    sprintf(out + 2 * i, "%02x", p[i]);
-}
-
 /* Dialling: offer the first secret, naming this server. */
 static int psk_use(void *app, char *identity, size_t idlen, uint8_t key[32]) {
   pconn_t *pc = app;
@@ -1126,7 +1189,27 @@ static void with_name(const char *path, char *out, size_t n) {
     snprintf(out, n, "%s", path);
 }
 
+/* The tree key a server starts with: derived from its first secret (so
+ * a herd on one secret starts agreed), random with certificates only, a
+ * constant when insecure. A reload never changes it (a rotation must not
+ * make every reconciliation a full transfer). */
+static int initial_tree_key(const config_t *c) {
+  uint8_t key[16] = {0};
+  if (!c->insecure && c->nsecrets) {
+    if (tls_hkdf(c->secrets[0], strlen(c->secrets[0]), "herd tree key v1", "",
+                 0, key, sizeof key) < 0)
+      return -1;
+  } else if (!c->insecure) {
+    if (RAND_bytes(key, sizeof key) != 1) return -1;
+  }
+  return set_tree_key(key);
+}
+
 static int setup_tls(const config_t *c, char *err, size_t errlen) {
+  if (initial_tree_key(c) < 0) {
+    snprintf(err, errlen, "cannot derive the reconciliation key");
+    return -1;
+  }
   if (c->insecure) return 0;
   if (c->tls_cert) {
     char cert[4096], key[4096], ca[4096];

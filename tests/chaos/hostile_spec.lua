@@ -396,6 +396,7 @@ describe("hostile clients against a live server #chaos", function()
     c:close()
     -- Each case: a fresh authenticated link, one bad frame, then the link
     -- must be closed by the server.
+    local KID = "\0\0\0\0" -- SUMS and LEAF start with the tree key's id
     local closing = {
       { "length 0", string.pack(">I4", 0) },
       { "length 1", string.pack(">I4B", 1, 1) },
@@ -415,13 +416,15 @@ describe("hostile clients against a live server #chaos", function()
       { "RECORD empty line", frame(F.RECORD, rec("x", 1, 0, "")) },
       { "RECORD nsec negative", frame(F.RECORD, rec("neg", 1, -1, "AT P +0.1 neg +1+1 1.0")) },
       { "RECORD nsec 10^9", frame(F.RECORD, rec("big", 1, 1000000000, "AT P +0.1 big +1+1 1.0")) },
-      { "SUMS short", frame(F.SUMS, "\0\0\0\0\0") },
-      { "SUMS level past the depth", frame(F.SUMS, string.pack(">BI4", 3, 0) .. string.rep("\0", 256)) },
-      { "SUMS index past the width", frame(F.SUMS, string.pack(">BI4", 1, 32) .. string.rep("\0", 256)) },
-      { "SUMS level 255", frame(F.SUMS, string.pack(">BI4", 255, 0xffffffff) .. string.rep("\0", 256)) },
-      { "LEAF index past the leaves", frame(F.LEAF, string.pack(">I4BI2", 32768, 1, 0)) },
-      { "LEAF 65535 entries, none sent", frame(F.LEAF, string.pack(">I4BI2", 5, 1, 65535)) },
-      { "LEAF entry cut short", frame(F.LEAF, string.pack(">I4BI2s2", 5, 1, 1, "abc") .. "\0\0") },
+      { "SUMS short", frame(F.SUMS, KID .. "\0\0\0\0\0") },
+      { "SUMS level past the depth", frame(F.SUMS, KID .. string.pack(">BI4", 3, 0) .. string.rep("\0", 256)) },
+      { "SUMS index past the width", frame(F.SUMS, KID .. string.pack(">BI4", 1, 32) .. string.rep("\0", 256)) },
+      { "SUMS level 255", frame(F.SUMS, KID .. string.pack(">BI4", 255, 0xffffffff) .. string.rep("\0", 256)) },
+      { "LEAF index past the leaves", frame(F.LEAF, KID .. string.pack(">I4BI2", 32768, 1, 0)) },
+      { "LEAF 65535 entries, none sent", frame(F.LEAF, KID .. string.pack(">I4BI2", 5, 1, 65535)) },
+      { "LEAF entry cut short", frame(F.LEAF, KID .. string.pack(">I4BI2s2", 5, 1, 1, "abc") .. "\0\0") },
+      { "TREEKEY short", frame(F.TREEKEY, string.rep("k", 15)) },
+      { "TREEKEY long", frame(F.TREEKEY, string.rep("k", 17)) },
     }
     local closed = 0
     for _, case in ipairs(closing) do
@@ -460,7 +463,7 @@ describe("hostile clients against a live server #chaos", function()
       local q = assert(chaos.peer_login("127.0.0.1", PEER, "P", "H", secret))
       local burst = {}
       for j = 1, 25 do
-        burst[j] = frame(math.random(3, 7), chaos.random_bytes(math.random(0, 300)))
+        burst[j] = frame(math.random(3, 8), chaos.random_bytes(math.random(0, 300)))
       end
       q:send(table.concat(burst))
       random_frames = random_frames + #burst

@@ -218,7 +218,7 @@ end
 
 -- ---- the peer wire format (see the header of core/peer.c) ------------------
 
-M.F = { HELLO = 1, RECORD = 3, SUMS = 4, LEAF = 5, PING = 6, PONG = 7 }
+M.F = { HELLO = 1, RECORD = 3, SUMS = 4, LEAF = 5, PING = 6, PONG = 7, TREEKEY = 8 }
 
 function M.frame(ftype, payload, version)
   payload = payload or ""

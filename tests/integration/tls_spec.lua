@@ -311,6 +311,8 @@ describe("secret rotation #integration", function()
     for _, name in ipairs(NAMES) do
       local log = h:log(name)
       assert.is_nil(log:find("authentication failed", 1, true), name)
+      -- A reload never re-derives the reconciliation key.
+      assert.is_nil(log:find("reconciliation key", 1, true), name)
       assert.is_nil(log:find("rotation-secret", 1, true), "a secret in " .. name .. "'s log")
     end
     -- The last redial used the new secret, and A no longer opens the door.
@@ -378,5 +380,39 @@ describe("silent connections at the peer ports #integration", function()
     local r = h:client("Alpha"):request("IAMAT aftercrowd +1+1 " .. herd.now())
     assert.truthy(herd.eventually(function() return h:record("Bravo", "aftercrowd") == r end))
     assert.is_true(h:stats("Alpha").peer_handshakes_evicted + h:stats("Bravo").peer_handshakes_evicted > 0)
+  end)
+end)
+
+describe("the reconciliation key #integration", function()
+  local h
+  lazy_teardown(function() if h then h:stop() end end)
+
+  it("converges when two servers start with different first secrets, then reconciles", function()
+    -- Both hold both secrets, in a different order: each starts with the
+    -- tree key of its own first secret, and the link agrees on one.
+    h = herd.start({
+      servers = { Alpha = { port = 11051 }, Bravo = { port = 11052 } },
+      links = { { "Alpha", "Bravo" } },
+      secret = "tree-secret-X,tree-secret-Y",
+    }, { only = { "Alpha" } })
+    local lines = {}
+    for k = 1, 200 do
+      lines[k] = h:client("Alpha"):request(("IAMAT tk%d +1+1 %d.5"):format(k, 5000 + k))
+    end
+    h:start_one("Bravo", { HERD_SECRET = "tree-secret-Y,tree-secret-X" })
+    assert.truthy(h:wait("Bravo"))
+    for k = 1, 200 do
+      assert.truthy(herd.eventually(function() return h:record("Bravo", "tk" .. k) == lines[k] end, 10), "tk" .. k)
+    end
+    local adopted = count(h:log("Alpha"), "reconciliation key: adopted Bravo's")
+      + count(h:log("Bravo"), "reconciliation key: adopted Alpha's")
+    assert.equal(1, adopted)
+    -- The acceptor logs which of its secrets the dialler offered: its second.
+    assert.truthy(h:log("Bravo"):find("link Alpha up %([^\n]*accepted[^\n]*secret #2")
+      or h:log("Alpha"):find("link Bravo up %([^\n]*accepted[^\n]*secret #2"))
+    -- The root sums now agree: a periodic sync sends no records.
+    local before = h:stats("Alpha").peer_records_out + h:stats("Bravo").peer_records_out
+    herd.sleep(5.5)
+    assert.equal(before, h:stats("Alpha").peer_records_out + h:stats("Bravo").peer_records_out)
   end)
 end)
