@@ -29,14 +29,21 @@ static const char *known_keys[] = {"servers",
 
 static const char *tls_keys[] = {"cert", "key", "ca", NULL};
 
-static const char *limit_keys[] = {
-    "max_line",        "out_pause",
-    "max_connections", "max_connections_per_address",
-    "first_line_ms",   "idle_ms",
-    "stall_ms",        "lua_memory_mb",
-    "lua_budget",      "peer_max_frame",
-    "peer_timeout_ms", "max_records",
-    "peer_out_max",    NULL};
+static const char *limit_keys[] = {"max_line",
+                                   "out_pause",
+                                   "max_connections",
+                                   "max_connections_per_address",
+                                   "first_line_ms",
+                                   "idle_ms",
+                                   "stall_ms",
+                                   "lua_memory_mb",
+                                   "lua_budget",
+                                   "peer_max_frame",
+                                   "peer_timeout_ms",
+                                   "max_records",
+                                   "peer_out_max",
+                                   "peer_handshake_ms",
+                                   NULL};
 
 static int in_list(const char *key, const char **list) {
   for (int i = 0; list[i]; i++)
@@ -246,6 +253,7 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
   cfg->peer_timeout_ms = 15000;
   cfg->max_records = 5000000;
   cfg->peer_out_max = 4u << 20;
+  cfg->peer_handshake_ms = 2000;
   cfg->redial_min_ms = 100;
   cfg->redial_max_ms = 5000;
   const char *file = cfg->path;
@@ -268,6 +276,7 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
       }
     }
     long out_max = (long)cfg->peer_out_max;
+    long handshake = cfg->peer_handshake_ms;
     long v[12] = {(long)l->max_line,    (long)l->out_pause,
                   l->max_conns,         l->max_per_addr,
                   l->first_line_ms,     l->idle_ms,
@@ -299,7 +308,9 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
         get_int(L, file, "limits.", "max_records", 1, 1L << 32, &v[11], err,
                 errlen) < 0 ||
         get_int(L, file, "limits.", "peer_out_max", 64 * 1024, 1L << 32,
-                &out_max, err, errlen) < 0) {
+                &out_max, err, errlen) < 0 ||
+        get_int(L, file, "limits.", "peer_handshake_ms", 100, 600000,
+                &handshake, err, errlen) < 0) {
       lua_pop(L, 1);
       return -1;
     }
@@ -316,6 +327,7 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
     cfg->peer_timeout_ms = (unsigned)v[10];
     cfg->max_records = v[11];
     cfg->peer_out_max = (size_t)out_max;
+    cfg->peer_handshake_ms = (unsigned)handshake;
   }
   lua_pop(L, 1);
   lua_getfield(L, -1, "links_redial");

@@ -50,9 +50,10 @@ typedef struct config {
   long lua_budget;   /* instructions per hook call */
   size_t peer_max_frame;
   unsigned redial_min_ms, redial_max_ms;
-  unsigned peer_timeout_ms; /* a link silent this long is dropped */
-  long max_records;         /* clients the store keeps */
-  size_t peer_out_max;      /* a link's unsent bytes before it is dropped */
+  unsigned peer_timeout_ms;   /* a link silent this long is dropped */
+  long max_records;           /* clients the store keeps */
+  size_t peer_out_max;        /* a link's unsent bytes before it is dropped */
+  unsigned peer_handshake_ms; /* a peer connection's time to authenticate */
 } config_t;
 
 /* Runs the config file in L, applies HERD_* overrides to its table, keeps the

@@ -379,7 +379,8 @@ static void restart_needed(lua_State *L, const config_t *c, char *out,
               c->peer_max_frame != o->peer_max_frame ||
               c->peer_timeout_ms != o->peer_timeout_ms ||
               c->max_records != o->max_records ||
-              c->peer_out_max != o->peer_out_max,
+              c->peer_out_max != o->peer_out_max ||
+              c->peer_handshake_ms != o->peer_handshake_ms,
           "limits");
   CHANGED(c->redial_min_ms != o->redial_min_ms ||
               c->redial_max_ms != o->redial_max_ms,

@@ -16,9 +16,9 @@
  *
  * Admission: until its handshake completes an inbound connection is
  * unauthenticated; their number is bounded per source address and in
- * total, each has HANDSHAKE_MS to finish, and when the bounds are reached
- * the oldest (preferably one that has sent nothing) makes room, so silent
- * connections cannot keep a neighbour out. peers_from filters sources.
+ * total, each has limits.peer_handshake_ms to finish, and when the bounds are
+ * reached the oldest (preferably one that has sent nothing) makes room, so
+ * silent connections cannot keep a neighbour out. peers_from filters sources.
  *
  * Wire format, inside TLS: every frame is a 4-byte big-endian length (of
  * what follows), a version byte (PEER_VERSION), a type byte and the payload.
@@ -53,7 +53,6 @@
 
 #define PEER_VERSION 1
 #define PREAUTH_MAX_FRAME 512 /* an insecure HELLO fits easily */
-#define HANDSHAKE_MS 2000
 #define TICK_MS 250
 #define PEER_SYNC_MS 5000
 #define MAX_UNAUTHED 64         /* inbound connections still in handshake */
@@ -1062,15 +1061,15 @@ static void on_tick(uv_timer_t *t) {
   for (pconn_t *pc = conns; pc; pc = next) {
     next = pc->next;
     if (!pc->connected) continue;
-    if (!pc->verified && now - pc->opened_at > HANDSHAKE_MS) {
+    if (!pc->verified && now - pc->opened_at > cfg->peer_handshake_ms) {
       static log_limit_t timeouts;
       unsigned long held;
       stats.handshake_timeouts++;
       if (log_limit_due(&timeouts, now, &held))
         log_warn(
-            "peer %s: no handshake within %d ms (%lu more since the "
+            "peer %s: no handshake within %u ms (%lu more since the "
             "last line)",
-            pc->addr, HANDSHAKE_MS, held);
+            pc->addr, cfg->peer_handshake_ms, held);
       pconn_close(pc, "handshake timeout");
       continue;
     }

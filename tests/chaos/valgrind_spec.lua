@@ -54,6 +54,7 @@ describe("a normal session under valgrind #chaos #valgrind", function()
       links = { { "A", "B" } },
       places = places,
       links_redial = { min_ms = 100, max_ms = 1000 },
+      limits = { peer_handshake_ms = 30000 }, -- a TLS handshake under valgrind
     }, { wait = false, only = { "A" }, env = { HERD_PLACES_PROVIDER = "local" } })
     h:start_one("B", { HERD_PLACES_PROVIDER = "google", HERD_PLACES_KEY = "k",
       HERD_PLACES_URL = "http://127.0.0.1:27399/maps/api/place/nearbysearch/json" })
