@@ -368,6 +368,11 @@ static void restart_needed(lua_State *L, const config_t *c, char *out,
   CHANGED(!same_servers, "servers");
   CHANGED(!same_links, "links");
   CHANGED(c->insecure != o->insecure, "insecure");
+  CHANGED(c->npeers_from != o->npeers_from ||
+              (c->npeers_from &&
+               memcmp(c->peers_from, o->peers_from,
+                      sizeof *c->peers_from * (size_t)c->npeers_from) != 0),
+          "peers_from");
   CHANGED(str_differs(c->tls_cert, o->tls_cert) ||
               str_differs(c->tls_key, o->tls_key) ||
               str_differs(c->tls_ca, o->tls_ca),
