@@ -430,10 +430,12 @@ static void link_up(pconn_t *pc) {
       snprintf(how, sizeof how, "%s, certificate", suite);
     else
       snprintf(how, sizeof how, "%s, secret #%d", suite, pc->secret_idx + 1);
+    size_t n = strlen(how);
+    snprintf(how + n, sizeof how - n, ", handshake %.1f ms",
+             (double)pc->handshake_us / 1000.0);
   }
-  log_info("link %s up (%s, %s, %s, handshake %.1f ms)", l->srv->name, pc->addr,
-           pc->outbound ? "dialled" : "accepted", how,
-           (double)pc->handshake_us / 1000.0);
+  log_info("link %s up (%s, %s, %s)", l->srv->name, pc->addr,
+           pc->outbound ? "dialled" : "accepted", how);
   send_treekey(pc); /* before any SUMS, so a greater key is replaced first */
   if (initiates_sync(l)) {
     stats.reconciles++;
@@ -759,10 +761,11 @@ static void parse_frames(pconn_t *pc);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   pconn_t *pc = (pconn_t *)s;
   if (nread < 0) {
-    if (pc->tls && !pc->verified && !pc->outbound && pc->rx_bytes == 0)
-      pconn_close(pc, "closed before a handshake");
-    else if (pc->tls && !pc->verified)
-      refuse(pc, "the connection closed during the TLS handshake");
+    /* A close without an alert during a handshake is no proof of a bad
+     * key (a refused key gets an alert first): the other side gave up,
+     * e.g. a duplicate dial, and it is redialled as any closed link. */
+    if (pc->tls && !pc->verified)
+      pconn_close(pc, "closed during the TLS handshake");
     else
       pconn_close(pc,
                   nread == UV_EOF ? "closed by peer" : uv_strerror((int)nread));

@@ -10,6 +10,7 @@ by PID when it ends, however it ends.
 import argparse
 import ctypes
 import json
+import re
 import os
 import shutil
 import signal
@@ -232,6 +233,26 @@ class Herd(System):
         return e
 
 
+class HerdInsecure(Herd):
+    """herd with plaintext links (insecure = true): what TLS costs."""
+    key, label = "herd_plain", "herd insecure"
+    groups = ("five",)
+    ladder = False  # the low-rate propagation only
+
+    def write_config(self, ports, names, links, tmp):
+        path = super().write_config(ports, names, links, tmp)
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace('  secret = "%s",\n' % SECRET, "  insecure = true,\n"))
+        return path
+
+    def env(self, places_url, logdir):
+        e = super().env(places_url, logdir)
+        e.pop("HERD_SECRET", None)
+        return e
+
+
 class Asyncio(System):
     key, label = "asyncio", "asyncio"
     extra = []
@@ -402,6 +423,7 @@ FIGS = [
     Fig("m_conn", "RSS bytes per idle connection (10k)", "B", "lower", "≤ 1024 B"),
     Fig("m_rec", "RSS bytes per stored record (1M)", "B", "lower", "≤ 200 B"),
     Fig("start", "start-up to listening (ms)", "ms", "lower", "< 20 ms"),
+    Fig("f_hs", "peer link handshake, median of the herd's links (ms)", "ms", "lower", "printed"),
 ]
 FIG = {f.key: f for f in FIGS}
 GROUPS = [  # figure groups, in the order they run; --groups picks some
@@ -411,7 +433,7 @@ GROUPS = [  # figure groups, in the order they run; --groups picks some
     ("records", ["m_rec"]),
     ("whatsat", ["w_total", "w_p99"]),
     ("five", ["f_n1", "f_n16", "f_one", "p_low50", "p_low99", "p_max", "p_max99",
-              "p_at_a99", "p_at_u99"]),
+              "p_at_a99", "p_at_u99", "f_hs"]),
 ]
 
 
@@ -456,7 +478,7 @@ class Bench:
         self.rawlog = open(args.raw, "w") if args.raw else None
         self.mock_url = None
         # herd first: if the time budget runs out, a baseline's figures go
-        self.systems = [Herd(self), Line(self), Asyncio(self), Uvloop(self),
+        self.systems = [Herd(self), HerdInsecure(self), Line(self), Asyncio(self), Uvloop(self),
                         AsyncioBatched(self), UvloopBatched(self)]
         self.max_rate = {}
         self.groups = set(g for g in args.groups.split(",") if g)
@@ -556,6 +578,9 @@ class Bench:
                 self.record("p_low99", sysk, r["p99_us"], r["lg_cpu_pct"])
         except NA as e:
             self.mark_na(["p_low50", "p_low99", "p_max", "p_max99", "p_at_a99", "p_at_u99"], sysk, str(e))
+            return
+        if not getattr(cl.system, "ladder", True):
+            self.mark_na(["p_max", "p_max99", "p_at_a99", "p_at_u99"], sysk, "not selected (--groups)")
             return
         # ladder: the highest offered rate that is sustained with p99 < 10 ms
         best = None
@@ -761,6 +786,7 @@ class Bench:
                 if missing:
                     log("  %s: an IAMAT at %s was not seen at %s within 5 s (links? WHATSAT?)"
                         % (sysk, WRITER, ", ".join(missing)))
+                self.handshakes(sysk, cl)
                 self.throughput(sysk, cl, WRITER, "f")
                 if s.propagation:
                     self.propagation(sysk, cl)
@@ -771,6 +797,28 @@ class Bench:
                 cl.stop()
         except NA as e:
             self.mark_na(five, sysk, str(e))
+
+    def handshakes(self, sysk, cl):
+        """The link handshake times the herd's servers logged ("handshake
+        1.5 ms" in each "link ... up" line)."""
+        if not isinstance(cl.system, Herd):
+            self.mark_na(["f_hs"], sysk, "no link handshake to time")
+            return
+        times = []
+        for name in cl.names:
+            try:
+                with open(os.path.join(cl.tmp, "logs", name + ".log")) as f:
+                    for line in f:
+                        m = re.search(r"link \S+ up \(.*handshake ([0-9.]+) ms\)", line)
+                        if m:
+                            times.append(float(m.group(1)))
+            except OSError:
+                pass
+        if not times:
+            self.mark_na(["f_hs"], sysk, "no 'link ... up' line with a handshake time")
+            return
+        self.record("f_hs", sysk, statistics.median(times))
+        self.note[("f_hs", sysk)] = "max %.1f, %d links" % (max(times), len(times))
 
     def run(self):
         mock_port = 32000 + os.getpid() % 500
@@ -870,6 +918,9 @@ def target_status(b, fig, vals):
         return ""
     a, u, l = vals.get("asyncio"), vals.get("uvloop"), vals.get("line")
     k = fig.key
+    if k == "f_n16" and vals.get("herd_plain") and a is None and u is None:
+        # TLS links against plaintext ones: at most 15 % slower
+        return "met" if h >= 0.85 * vals["herd_plain"] else "NOT met"
     if k in ("a_n16", "f_n16"):
         ok = (a is None or h >= 10 * a) and (u is None or h >= 5 * u)
         return "" if a is None and u is None else ("met" if ok else "NOT met")
@@ -894,7 +945,7 @@ def target_status(b, fig, vals):
     return ""
 
 
-SYSTEM_COLUMNS = ("asyncio", "uvloop", "asyncio_b", "uvloop_b", "line")
+SYSTEM_COLUMNS = ("herd_plain", "asyncio", "uvloop", "asyncio_b", "uvloop_b", "line")
 
 
 def table(b):
@@ -936,6 +987,13 @@ def table(b):
     for (fk, sk), why in b.na.items():
         reasons.setdefault((sk, why), []).append(fk)
     notes = []
+    for k in ("f_n1", "f_n16"):  # what TLS links cost (target at 16: at most 15 %)
+        t, p = cell(b, FIG[k], "herd")[0], cell(b, FIG[k], "herd_plain")[0]
+        if t and p:
+            notes.append("TLS links vs insecure = true, %s: %s vs %s, %+.1f %%%s"
+                         % (FIG[k].label, short(t), short(p), 100.0 * (t - p) / p,
+                            (" (target ≥ -15 %%: %s)" % ("met" if t >= 0.85 * p else "NOT met"))
+                            if k == "f_n16" else ""))
     for (sk, why), figs in sorted(reasons.items()):
         if why.startswith("not selected"):
             continue
@@ -947,7 +1005,8 @@ def main():
     p = argparse.ArgumentParser(description="herd bench driver")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 rep, short runs, small sizes")
     p.add_argument("--reps", type=int, default=0, help="runs per figure (3; --quick: 1)")
-    p.add_argument("--only", default="", help="comma list of systems: herd,asyncio,uvloop,asyncio_b,uvloop_b,line")
+    p.add_argument("--only", default="",
+                   help="comma list of systems: herd,herd_plain,asyncio,uvloop,asyncio_b,uvloop_b,line")
     p.add_argument("--groups", default="",
                    help="comma list of figure groups: " + ",".join(g for g, _ in GROUPS))
     p.add_argument("--server-cpus", default=os.environ.get("BENCH_SERVER_CPUS", "0"))
