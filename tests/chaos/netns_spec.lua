@@ -128,7 +128,9 @@ end
 
 local reason = why_not_permitted()
 
-describe("real network faults between namespaces #chaos #netns", function()
+-- Once with the herd secret (TLS PSK links), once with certificates.
+for _, mode in ipairs({ "psk", "cert" }) do
+describe("real network faults between namespaces, " .. mode .. " links #chaos #netns", function()
   if reason then
     it("skipped: network namespaces are not permitted here", function()
       print("\nnetwork faults SKIPPED: " .. reason .. " (needs root, ip netns, veth, bridge)")
@@ -136,7 +138,7 @@ describe("real network faults between namespaces #chaos #netns", function()
     return
   end
 
-  local h, saved_bin, wrapper
+  local h, saved_bin, wrapper, certs
   lazy_setup(function()
     teardown_network() -- leftovers of a killed run with the same tag
     setup_network()
@@ -153,9 +155,15 @@ describe("real network faults between namespaces #chaos #netns", function()
     for i, name in ipairs(ORDER) do
       servers[name] = { host = addr(i), port = 27200 + i, peer_port = 28200 + i }
     end
-    h = herd.start({ servers = servers, links = LINKS,
+    local conf = { servers = servers, links = LINKS,
       links_redial = { min_ms = 50, max_ms = 500 },
-      limits = { peer_timeout_ms = 2000 } }, { wait = false })
+      limits = { peer_timeout_ms = 2000 } }
+    if mode == "cert" then
+      certs = herd.tmpdir()
+      chaos.make_certs(certs, NAMES)
+      conf.tls = { cert = certs .. "/{name}.crt", key = certs .. "/{name}.key", ca = certs .. "/ca.crt" }
+    end
+    h = herd.start(conf, { wait = false })
     for i, name in ipairs(ORDER) do
       assert(herd.wait_port(27200 + i, 5, addr(i)), name .. " did not start: " .. (h:stderr(name) or ""))
     end
@@ -167,6 +175,7 @@ describe("real network faults between namespaces #chaos #netns", function()
     if h then h:stop() end
     teardown_network()
     if wrapper then os.remove(wrapper) end
+    if certs then os.execute("rm -rf " .. chaos.quote(certs)) end
   end)
 
   it("reconverges with nothing lost after cuts, a partition, delay and loss, and flapping", function()
@@ -272,7 +281,9 @@ describe("real network faults between namespaces #chaos #netns", function()
       lost = lost + l
       for _, x in ipairs(s) do samples[#samples + 1] = x end
     end
-    print(string.format("\nnetwork faults (%s): %s", kind, table.concat(faults, "; ")))
+    assert.truthy(h:log("Riley"):find(mode == "cert" and "link %S+ up %([^\n]*TLSv1%.3[^\n]*certificate"
+      or "link %S+ up %([^\n]*TLSv1%.3[^\n]*secret #1"), "links not in " .. mode .. " mode")
+    print(string.format("\nnetwork faults (%s, %s links): %s", kind, mode, table.concat(faults, "; ")))
     print(string.format("  %d IAMATs written, %d acknowledged, %d unanswered; link drop seen: %s, "
       .. "partition seen: %s, both sides merged %.0f ms after healing; identical on all five "
       .. "(%d records) %.1f s after the writers stopped; %d lost",
@@ -286,3 +297,4 @@ describe("real network faults between namespaces #chaos #netns", function()
     assert.equal(0, lost)
   end)
 end)
+end
