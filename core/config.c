@@ -215,6 +215,11 @@ static int check_port_clashes(const config_t *cfg, char *err, size_t errlen) {
   return 0;
 }
 
+static int cmp_server(const void *a, const void *b) {
+  return strcmp(((const config_server_t *)a)->name,
+                ((const config_server_t *)b)->name);
+}
+
 static int parse_servers(lua_State *L, config_t *cfg, char *err,
                          size_t errlen) {
   const char *file = cfg->path;
@@ -298,6 +303,10 @@ static int parse_servers(lua_State *L, config_t *cfg, char *err,
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
+  /* In name order, so messages (and server indexes) do not depend on the
+   * order Lua's hash gives. */
+  qsort(cfg->servers, (size_t)cfg->nservers, sizeof *cfg->servers,
+        cmp_server);
   return check_port_clashes(cfg, err, errlen);
 }
 

@@ -75,9 +75,9 @@ describe("config validation #integration", function()
 
   it("refuses ports two listeners share, naming both servers", function()
     refused("return { servers = { A = { port = 13301 }, B = { port = 13301 } } }",
-      "servers.B.port and servers.A.port are both port 13301")
+      "servers.A.port and servers.B.port are both port 13301")
     refused("return { servers = { A = { port = 13301 }, B = { port = 12301 } } }",
-      "servers.B.peer_port and servers.A.port are both port 13301")
+      "servers.A.port and servers.B.peer_port are both port 13301")
     refused("return { servers = { A = { port = 13301, peer_port = 13301 } } }",
       "servers.A.port and servers.A.peer_port are both port 13301")
     -- Different hosts may share a port (one server per machine).
