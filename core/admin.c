@@ -1,6 +1,7 @@
 /* admin: see admin.h. */
 #include "admin.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <stdio.h>
@@ -18,8 +19,6 @@
 #include "script.h"
 #include "store.h"
 #include "wqueue.h"
-
-#define ADMIN_MAX_LINE 1024
 
 typedef struct aconn {
   uv_pipe_t pipe; /* first: the handle pointer is the aconn pointer */
@@ -135,7 +134,13 @@ static void run_command(aconn_t *a, char *line) {
     else
       buf_append_str(b, "none\n");
   } else if (strcmp(argv[0], "cut") == 0 && argc == 3) {
-    if (peer_cut(argv[1], (unsigned)atoi(argv[2])) == 0)
+    char *end;
+    errno = 0;
+    unsigned long ms = strtoul(argv[2], &end, 10);
+    if (!isdigit((unsigned char)argv[2][0]) || *end || errno ||
+        ms > ADMIN_MAX_CUT_MS)
+      buf_append_str(b, "error: MS must be an integer from 0 to 86400000\n");
+    else if (peer_cut(argv[1], (unsigned)ms) == 0)
       buf_append_str(b, "ok\n");
     else
       buf_append_str(b, "error: no link to that server\n");
@@ -169,15 +174,18 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   }
   a->in.len += (size_t)nread;
   char *nl;
-  while ((nl = memchr(a->in.data, '\n', a->in.len))) {
+  size_t used = 0;
+  while ((nl = memchr(a->in.data + used, '\n', a->in.len - used))) {
     *nl = '\0';
-    size_t used = (size_t)(nl - a->in.data) + 1;
-    char line[ADMIN_MAX_LINE];
-    snprintf(line, sizeof line, "%s", a->in.data);
-    buf_consume(&a->in, used);
-    run_command(a, line);
+    run_command(a, a->in.data + used);
+    used = (size_t)(nl - a->in.data) + 1;
   }
+  buf_consume(&a->in, used);
   if (a->in.len > ADMIN_MAX_LINE) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "error: a command is at most %d bytes\n\n",
+             ADMIN_MAX_LINE);
+    buf_append_str(&a->wq.out, msg);
     a->eof = 1;
     uv_read_stop(s);
   }

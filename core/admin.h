@@ -6,6 +6,7 @@
  *   records            every stored AT line
  *   record CLIENT      one stored AT line, or "none"
  *   cut NAME MS        drop the link to NAME and refuse it for MS ms
+ *                      (an integer from 0 to ADMIN_MAX_CUT_MS)
  *   reload             reload the scripts (same as SIGHUP)
  * Also the client side, `herd ctl`, which sends one command and prints the
  * answer. */
@@ -14,6 +15,13 @@
 
 #include <stddef.h>
 #include <uv.h>
+
+/* The longest command: a record command for the longest client id a
+ * client line may hold (limits.max_line is at most 16 MiB). Longer ones
+ * are refused with an error. */
+#define ADMIN_MAX_LINE ((1 << 24) + 64)
+/* The longest cut: a day. */
+#define ADMIN_MAX_CUT_MS 86400000UL
 
 /* Reloads the scripts; writes the outcome to msg. Provided by main. */
 typedef int (*admin_reload_fn)(char *msg, size_t n);

@@ -11,41 +11,78 @@
 #include "buf.h"
 #include "script.h"
 
-static const char *known_keys[] = {"servers",
-                                   "links",
-                                   "scripts",
-                                   "places",
-                                   "log_dir",
-                                   "log_format",
-                                   "secret",
-                                   "secret_is_development",
-                                   "insecure",
-                                   "limits",
-                                   "links_redial",
-                                   "admin_socket",
-                                   "tls",
-                                   "peers_from",
-                                   NULL};
+/* The keys each table of the config may hold, one row per table ("*" in a
+ * path stands for every entry of a map: servers.*). An unknown key at any
+ * level is an error (config_check_keys). To add a key the core reads, add
+ * it to its table's list (and a row for a new nested table); a script that
+ * reads keys of its own declares them with core.config_key. Tables no row
+ * names (links, scripts) belong to whoever reads them. */
+static const char *const top_keys[] = {
+    "servers",      "links",      "scripts",
+    "places",       "log_dir",    "log_format",
+    "log_io",       "secret",     "secret_is_development",
+    "insecure",     "limits",     "links_redial",
+    "admin_socket", "tls",        "peers_from",
+    NULL};
+static const char *const server_keys[] = {"port", "peer_port", "host", NULL};
+/* What the built-in places scripts (scripts/places/) and the core's local
+ * provider (data) read. */
+static const char *const places_keys[] = {
+    "provider",       "url",      "key",      "timeout_ms",
+    "max_bytes",      "cache_ms", "language", "field_mask",
+    "overpass_fetch", "data",     NULL};
+static const char *const limit_keys[] = {"max_line",
+                                         "out_pause",
+                                         "max_connections",
+                                         "max_connections_per_address",
+                                         "first_line_ms",
+                                         "idle_ms",
+                                         "stall_ms",
+                                         "lua_memory_mb",
+                                         "lua_budget",
+                                         "peer_max_frame",
+                                         "peer_timeout_ms",
+                                         "max_records",
+                                         "peer_out_max",
+                                         "peer_handshake_ms",
+                                         NULL};
+static const char *const redial_keys[] = {"min_ms", "max_ms", NULL};
+static const char *const tls_keys[] = {"cert", "key", "ca", NULL};
 
-static const char *tls_keys[] = {"cert", "key", "ca", NULL};
+static const struct {
+  const char *path;
+  const char *const *keys;
+} config_tables[] = {
+    {"", top_keys},
+    {"servers.*", server_keys},
+    {"places", places_keys},
+    {"limits", limit_keys},
+    {"links_redial", redial_keys},
+    {"tls", tls_keys},
+};
 
-static const char *limit_keys[] = {"max_line",
-                                   "out_pause",
-                                   "max_connections",
-                                   "max_connections_per_address",
-                                   "first_line_ms",
-                                   "idle_ms",
-                                   "stall_ms",
-                                   "lua_memory_mb",
-                                   "lua_budget",
-                                   "peer_max_frame",
-                                   "peer_timeout_ms",
-                                   "max_records",
-                                   "peer_out_max",
-                                   "peer_handshake_ms",
-                                   NULL};
+/* The server ports that must not clash, by name and place in the struct:
+ * add a row for a new listening port (0 in the struct = not listening). */
+static const struct {
+  const char *key;
+  size_t off;
+} server_ports[] = {
+    {"port", offsetof(config_server_t, port)},
+    {"peer_port", offsetof(config_server_t, peer_port)},
+};
 
-static int in_list(const char *key, const char **list) {
+/* The places providers of scripts/places/init.lua (keep both in step) and
+ * whether each needs an API key; checked here so that a mistake is one line
+ * naming the config, before any script runs. */
+static const struct {
+  const char *name;
+  int needs_key;
+} providers[] = {
+    {"local", 0}, {"google", 1}, {"google-new", 1}, {"overpass", 0}};
+
+#define REGISTRY_DECLARED "herd.config_keys"
+
+static int in_list(const char *key, const char *const *list) {
   for (int i = 0; list[i]; i++)
     if (strcmp(key, list[i]) == 0) return 1;
   return 0;
@@ -98,15 +135,15 @@ static int get_int(lua_State *L, const char *file, const char *where,
   return rc;
 }
 
-static int get_str(lua_State *L, const char *file, const char *key, char **out,
-                   char *err, size_t errlen) {
+static int get_str(lua_State *L, const char *file, const char *where,
+                   const char *key, char **out, char *err, size_t errlen) {
   lua_getfield(L, -1, key);
   int rc = 0;
   if (lua_type(L, -1) == LUA_TSTRING) {
     free(*out);
     *out = xstrdup(lua_tostring(L, -1));
   } else if (!lua_isnil(L, -1)) {
-    snprintf(err, errlen, "%s: %s must be a string", file, key);
+    snprintf(err, errlen, "%s: %s%s must be a string", file, where, key);
     rc = -1;
   }
   lua_pop(L, 1);
@@ -160,6 +197,55 @@ static void apply_env(lua_State *L) {
   }
 }
 
+int config_valid_name(const char *name) {
+  size_t n = strlen(name);
+  if (n == 0 || n > CONFIG_NAME_MAX) return 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)name[i];
+    if (c <= ' ' || c >= 0x7f || c == '/') return 0;
+  }
+  return 1;
+}
+
+/* A wildcard address listens on every address of the machine. */
+static int same_address(const char *a, const char *b) {
+  static const char *const any[] = {"0.0.0.0", "::", NULL};
+  return strcmp(a, b) == 0 || in_list(a, any) || in_list(b, any);
+}
+
+/* Two listeners on one address and port: the second server (or the second
+ * listener of one server) would fail at start-up, naming neither. */
+static int check_port_clashes(const config_t *cfg, char *err, size_t errlen) {
+  const size_t nports = sizeof server_ports / sizeof server_ports[0];
+  for (int i = 0; i < cfg->nservers; i++) {
+    const config_server_t *a = &cfg->servers[i];
+    for (size_t pa = 0; pa < nports; pa++) {
+      int port = *(const int *)((const char *)a + server_ports[pa].off);
+      if (port == 0) continue;
+      for (int j = i; j < cfg->nservers; j++) {
+        const config_server_t *b = &cfg->servers[j];
+        if (!same_address(a->host, b->host)) continue;
+        for (size_t pb = j == i ? pa + 1 : 0; pb < nports; pb++) {
+          if (*(const int *)((const char *)b + server_ports[pb].off) != port)
+            continue;
+          snprintf(err, errlen,
+                   "%s: servers.%s.%s and servers.%s.%s are both port %d "
+                   "on %s",
+                   cfg->path, a->name, server_ports[pa].key, b->name,
+                   server_ports[pb].key, port, a->host);
+          return -1;
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+static int cmp_server(const void *a, const void *b) {
+  return strcmp(((const config_server_t *)a)->name,
+                ((const config_server_t *)b)->name);
+}
+
 static int parse_servers(lua_State *L, config_t *cfg, char *err,
                          size_t errlen) {
   const char *file = cfg->path;
@@ -196,13 +282,21 @@ static int parse_servers(lua_State *L, config_t *cfg, char *err,
     }
     config_server_t *s = &cfg->servers[cfg->nservers++];
     s->name = xstrdup(lua_tostring(L, -2));
+    if (!config_valid_name(s->name)) {
+      snprintf(err, errlen,
+               "%s: servers: '%.80s' is not a server name (1 to %d "
+               "printable ASCII characters, no white space or '/')",
+               file, s->name, CONFIG_NAME_MAX);
+      lua_pop(L, 3);
+      return -1;
+    }
     char where[300];
     snprintf(where, sizeof where, "servers.%s.", s->name);
     long port = 0, peer = 0;
     if (get_int(L, file, where, "port", 1, 65535, &port, err, errlen) < 0 ||
         get_int(L, file, where, "peer_port", 1, 65535, &peer, err, errlen) <
             0 ||
-        get_str(L, file, "host", &s->host, err, errlen) < 0) {
+        get_str(L, file, where, "host", &s->host, err, errlen) < 0) {
       lua_pop(L, 3);
       return -1;
     }
@@ -235,7 +329,11 @@ static int parse_servers(lua_State *L, config_t *cfg, char *err,
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  return 0;
+  /* In name order, so messages (and server indexes) do not depend on the
+   * order Lua's hash gives. */
+  qsort(cfg->servers, (size_t)cfg->nservers, sizeof *cfg->servers,
+        cmp_server);
+  return check_port_clashes(cfg, err, errlen);
 }
 
 static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
@@ -263,17 +361,6 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
       snprintf(err, errlen, "%s: limits must be a table", file);
       lua_pop(L, 1);
       return -1;
-    }
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      lua_pop(L, 1);
-      const char *k =
-          lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
-      if (!in_list(k, limit_keys)) {
-        snprintf(err, errlen, "%s: unknown limit '%s'", file, k);
-        lua_pop(L, 2);
-        return -1;
-      }
     }
     long out_max = (long)cfg->peer_out_max;
     long handshake = cfg->peer_handshake_ms;
@@ -401,14 +488,14 @@ static int parse_secret(lua_State *L, config_t *cfg, char *err, size_t errlen) {
   return rc;
 }
 
-/* A path relative to the config file's directory. */
-static char *relative(const config_t *cfg, const char *p) {
-  char path[4096];
-  if (p[0] == '/')
-    snprintf(path, sizeof path, "%s", p);
-  else
-    snprintf(path, sizeof path, "%s/%s", cfg->dir, p);
-  return xstrdup(path);
+/* Makes a relative *path relative to the config file's directory. */
+static void beside_config(const config_t *cfg, char **path) {
+  if ((*path)[0] == '/' || strcmp(cfg->dir, ".") == 0) return;
+  size_t n = strlen(cfg->dir) + strlen(*path) + 2;
+  char *full = xmalloc(n);
+  snprintf(full, n, "%s/%s", cfg->dir, *path);
+  free(*path);
+  *path = full;
 }
 
 /* tls = { cert = FILE, key = FILE, ca = FILE }: all three, each readable. */
@@ -447,7 +534,8 @@ static int parse_tls(lua_State *L, config_t *cfg, char *err, size_t errlen) {
       lua_pop(L, 2);
       return -1;
     }
-    *slot[i] = relative(cfg, lua_tostring(L, -1));
+    *slot[i] = xstrdup(lua_tostring(L, -1));
+    beside_config(cfg, slot[i]);
     lua_pop(L, 1);
     /* "{name}" stands for each server's name: checked when it starts. */
     FILE *f = strstr(*slot[i], "{name}") ? NULL : fopen(*slot[i], "r");
@@ -521,6 +609,90 @@ static int parse_peers_from(lua_State *L, config_t *cfg, char *err,
     snprintf(err, errlen, "%s: peers_from must be a list of address blocks",
              cfg->path);
     rc = -1;
+  }
+  lua_pop(L, 1);
+  return rc;
+}
+
+static int parse_places(lua_State *L, config_t *cfg, char *err, size_t errlen) {
+  lua_getfield(L, -1, "places");
+  int rc = 0;
+  if (!lua_istable(L, -1) && !lua_isnil(L, -1)) {
+    snprintf(err, errlen, "%s: places must be a table", cfg->path);
+    rc = -1;
+  } else if (lua_istable(L, -1)) {
+    rc = get_str(L, cfg->path, "places.", "provider", &cfg->places_provider,
+                 err, errlen);
+  }
+  lua_pop(L, 1);
+  if (!cfg->places_provider) cfg->places_provider = xstrdup("local");
+  return rc;
+}
+
+/* places.provider must be one the scripts know, with the key it needs.
+ * The config table is on top of the stack. */
+static int check_places(lua_State *L, const config_t *cfg, char *err,
+                        size_t errlen) {
+  const char *file = cfg->path;
+  char *key = NULL;
+  lua_getfield(L, -1, "places");
+  if (lua_istable(L, -1) &&
+      get_str(L, file, "places.", "key", &key, err, errlen) < 0) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  lua_pop(L, 1);
+  const char *env = getenv("HERD_PLACES_PROVIDER");
+  const char *from = env && *env ? " (from HERD_PLACES_PROVIDER)" : "";
+  const size_t n = sizeof providers / sizeof providers[0];
+  size_t i = 0;
+  while (i < n && strcmp(providers[i].name, cfg->places_provider) != 0)
+    i++;
+  int rc = 0;
+  if (i == n) {
+    snprintf(err, errlen,
+             "%s: places.provider: unknown provider \"%.100s\"%s; the "
+             "providers are: google, google-new, local, overpass",
+             file, cfg->places_provider, from);
+    rc = -1;
+  } else if (providers[i].needs_key && (!key || !*key)) {
+    snprintf(err, errlen,
+             "%s: places.provider \"%s\"%s needs an API key: set "
+             "HERD_PLACES_KEY (or places.key)",
+             file, cfg->places_provider, from);
+    rc = -1;
+  }
+  free(key);
+  return rc;
+}
+
+/* A list of pairs (the built-in topology's format) names only declared
+ * servers. Other shapes belong to the topology script that reads them. */
+static int check_links(lua_State *L, const config_t *cfg, char *err,
+                       size_t errlen) {
+  lua_getfield(L, -1, "links");
+  int rc = 0;
+  for (lua_Integer i = 1; rc == 0 && lua_istable(L, -1); i++) {
+    if (lua_rawgeti(L, -1, i) != LUA_TTABLE) {
+      lua_pop(L, 1);
+      break;
+    }
+    for (int end = 1; end <= 2 && rc == 0; end++) {
+      lua_rawgeti(L, -1, end);
+      const char *name =
+          lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+      if (name && config_find(cfg, name) < 0) {
+        char names[1024];
+        config_names(cfg, names, sizeof names);
+        snprintf(err, errlen,
+                 "%s: links[%d] names %.100s, which is not a server "
+                 "(servers: %s)",
+                 cfg->path, (int)i, name, names);
+        rc = -1;
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
   }
   lua_pop(L, 1);
   return rc;
@@ -605,6 +777,7 @@ static int parse_scripts(lua_State *L, config_t *cfg, char *err,
 int config_load(lua_State *L, const char *path, config_t *cfg, char *err,
                 size_t errlen) {
   memset(cfg, 0, sizeof *cfg);
+  cfg->log_io = 1;
   cfg->path = xstrdup(path);
   const char *slash = strrchr(path, '/');
   cfg->dir = slash ? strndup(path, (size_t)(slash - path)) : xstrdup(".");
@@ -628,36 +801,23 @@ int config_load(lua_State *L, const char *path, config_t *cfg, char *err,
     lua_pop(L, 1);
     return -1;
   }
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    lua_pop(L, 1);
-    const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
-    if (!in_list(k, known_keys)) {
-      snprintf(err, errlen,
-               "%s: unknown key '%s' (known: servers, links, scripts, places, "
-               "log_dir, log_format, secret, secret_is_development, "
-               "insecure, limits, links_redial, admin_socket, tls, "
-               "peers_from)",
-               path, k);
-      lua_pop(L, 2);
-      return -1;
-    }
-  }
   apply_env(L);
   char *log_format = NULL;
   int rc = 0;
   if (parse_servers(L, cfg, err, errlen) < 0 ||
       parse_limits(L, cfg, err, errlen) < 0 ||
       parse_scripts(L, cfg, err, errlen) < 0 ||
-      get_str(L, path, "log_dir", &cfg->log_dir, err, errlen) < 0 ||
-      get_str(L, path, "log_format", &log_format, err, errlen) < 0 ||
+      get_str(L, path, "", "log_dir", &cfg->log_dir, err, errlen) < 0 ||
+      get_str(L, path, "", "log_format", &log_format, err, errlen) < 0 ||
       parse_secret(L, cfg, err, errlen) < 0 ||
       parse_tls(L, cfg, err, errlen) < 0 ||
       parse_peers_from(L, cfg, err, errlen) < 0 ||
-      get_str(L, path, "admin_socket", &cfg->admin_socket, err, errlen) < 0 ||
+      get_str(L, path, "", "admin_socket", &cfg->admin_socket, err, errlen) <
+          0 ||
       get_bool(L, path, "secret_is_development", &cfg->dev_secret, err,
                errlen) < 0 ||
-      get_bool(L, path, "insecure", &cfg->insecure, err, errlen) < 0)
+      get_bool(L, path, "insecure", &cfg->insecure, err, errlen) < 0 ||
+      get_bool(L, path, "log_io", &cfg->log_io, err, errlen) < 0)
     rc = -1;
   if (rc == 0 && log_format && strcmp(log_format, "plain") != 0 &&
       strcmp(log_format, "json") != 0) {
@@ -666,21 +826,14 @@ int config_load(lua_State *L, const char *path, config_t *cfg, char *err,
   }
   cfg->log_json = log_format && strcmp(log_format, "json") == 0;
   free(log_format);
-  if (rc == 0) {
-    lua_getfield(L, -1, "places");
-    if (lua_istable(L, -1)) {
-      lua_getfield(L, -1, "provider");
-      if (lua_type(L, -1) == LUA_TSTRING)
-        cfg->places_provider = xstrdup(lua_tostring(L, -1));
-      lua_pop(L, 1);
-    } else if (!lua_isnil(L, -1)) {
-      snprintf(err, errlen, "%s: places must be a table", path);
-      rc = -1;
-    }
-    lua_pop(L, 1);
-  }
+  if (rc == 0) rc = parse_places(L, cfg, err, errlen);
   if (!cfg->log_dir) cfg->log_dir = xstrdup("logs");
-  if (!cfg->places_provider) cfg->places_provider = xstrdup("local");
+  /* Paths in the file are relative to the file (as scripts and places.data
+   * are), so herd ctl finds the socket from any directory; HERD_LOG_DIR is
+   * the shell's, relative to the working directory. */
+  const char *env_log_dir = getenv("HERD_LOG_DIR");
+  if (!env_log_dir || !*env_log_dir) beside_config(cfg, &cfg->log_dir);
+  if (cfg->admin_socket) beside_config(cfg, &cfg->admin_socket);
   lua_setfield(L, LUA_REGISTRYINDEX, CONFIG_REGISTRY_KEY);
   return rc;
 }
@@ -708,6 +861,112 @@ void config_free(config_t *cfg) {
   free(cfg->admin_socket);
   free(cfg->places_provider);
   memset(cfg, 0, sizeof *cfg);
+}
+
+/* core.config_key(path): a script says it reads the config key at path
+ * ("places.filter", "whereis") and checks what is under it itself. */
+static int l_config_key(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, REGISTRY_DECLARED) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, REGISTRY_DECLARED);
+  }
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, path);
+  lua_pop(L, 1);
+  return 0;
+}
+
+void config_lua_register(lua_State *L) {
+  lua_pushcfunction(L, l_config_key);
+  lua_setfield(L, -2, "config_key");
+}
+
+static int declared(lua_State *L, const char *path) {
+  int yes = 0;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, REGISTRY_DECLARED) == LUA_TTABLE) {
+    yes = lua_getfield(L, -1, path) != LUA_TNIL;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return yes;
+}
+
+/* Checks the keys of the table on top of the stack, called path. */
+static int check_table(lua_State *L, const config_t *cfg, const char *path,
+                       const char *const *keys, char *err, size_t errlen) {
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pop(L, 1);
+    char full[512];
+    if (lua_type(L, -1) == LUA_TSTRING)
+      snprintf(full, sizeof full, "%s%s%s", path, *path ? "." : "",
+               lua_tostring(L, -1));
+    else
+      snprintf(full, sizeof full, "%s[%s]", path, luaL_typename(L, -1));
+    if (lua_type(L, -1) == LUA_TSTRING &&
+        (in_list(lua_tostring(L, -1), keys) || declared(L, full)))
+      continue;
+    char known[1024] = "";
+    for (int i = 0; keys[i]; i++) {
+      if (i) strncat(known, ", ", sizeof known - strlen(known) - 1);
+      strncat(known, keys[i], sizeof known - strlen(known) - 1);
+    }
+    snprintf(err, errlen, "%s: unknown key '%.200s' (known in %s: %s)",
+             cfg->path, full, *path ? path : "the config", known);
+    lua_pop(L, 1);
+    return -1;
+  }
+  return 0;
+}
+
+int config_check(lua_State *L, const config_t *cfg, char *err, size_t errlen) {
+  lua_getfield(L, LUA_REGISTRYINDEX, CONFIG_REGISTRY_KEY);
+  int rc = check_places(L, cfg, err, errlen);
+  if (rc == 0) rc = check_links(L, cfg, err, errlen);
+  lua_pop(L, 1);
+  return rc;
+}
+
+int config_check_keys(lua_State *L, const config_t *cfg, char *err,
+                      size_t errlen) {
+  lua_getfield(L, LUA_REGISTRYINDEX, CONFIG_REGISTRY_KEY);
+  int rc = 0;
+  const size_t n = sizeof config_tables / sizeof config_tables[0];
+  for (size_t t = 0; t < n && rc == 0; t++) {
+    const char *path = config_tables[t].path;
+    const char *star = strstr(path, ".*");
+    char name[256];
+    snprintf(name, sizeof name, "%.*s",
+             (int)(star ? (size_t)(star - path) : strlen(path)), path);
+    if (*name)
+      lua_getfield(L, -1, name);
+    else
+      lua_pushvalue(L, -1);
+    if (!lua_istable(L, -1)) {
+      lua_pop(L, 1);
+      continue;
+    }
+    if (!star) {
+      rc = check_table(L, cfg, name, config_tables[t].keys, err, errlen);
+    } else {
+      lua_pushnil(L);
+      while (rc == 0 && lua_next(L, -2)) {
+        if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1)) {
+          char sub[512];
+          snprintf(sub, sizeof sub, "%s.%s", name, lua_tostring(L, -2));
+          rc = check_table(L, cfg, sub, config_tables[t].keys, err, errlen);
+        }
+        lua_pop(L, 1);
+      }
+      if (rc < 0) lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return rc;
 }
 
 int config_find(const config_t *cfg, const char *name) {

@@ -11,6 +11,9 @@
 #include "conn.h"
 
 #define CONFIG_REGISTRY_KEY "herd.config"
+/* A server name is a field of the protocol and part of file names: 1 to
+ * CONFIG_NAME_MAX printable ASCII characters, no white space, no '/'. */
+#define CONFIG_NAME_MAX 64
 
 typedef struct config_server {
   char *name;
@@ -35,6 +38,7 @@ typedef struct config {
   int nscripts;
   char *log_dir;
   int log_json;
+  int log_io;     /* client IN/OUT lines are logged (default 1) */
   char *secret;   /* NULL when none; else secrets[0] */
   char **secrets; /* secret = "a,b" or { "a", "b" }: offer the first */
   int nsecrets;
@@ -65,6 +69,20 @@ void config_free(config_t *cfg);
  * peers_from is not set). */
 int config_peer_allowed(const config_t *cfg, int family,
                         const unsigned char *addr);
+/* What start-up refuses beyond the parse, checked before any script runs
+ * so each mistake is one line naming the file and the key: the places
+ * provider and its key, links (as a list of pairs) naming only declared
+ * servers. Not needed by herd ctl. Returns 0 or -1 with a message. */
+int config_check(lua_State *L, const config_t *cfg, char *err, size_t errlen);
+/* Once the scripts are loaded (they may declare keys of their own with
+ * core.config_key): an unknown key at any level of the config is an error.
+ * Returns 0 or -1 with a message naming the file and the key. */
+int config_check_keys(lua_State *L, const config_t *cfg, char *err,
+                      size_t errlen);
+/* Adds core.config_key to the table on top of L's stack. */
+void config_lua_register(lua_State *L);
+/* Whether name can be a server's name (see CONFIG_NAME_MAX). */
+int config_valid_name(const char *name);
 /* Index of the server called name, or -1. */
 int config_find(const config_t *cfg, const char *name);
 /* "Bernard, Campbell, ..." for error messages. */

@@ -18,23 +18,38 @@
 #endif
 
 #define LOG_FLUSH_AT (64 * 1024) /* write early when this much is buffered */
+/* The log holds every client's movements: private to the server's user and
+ * group when herd creates it (an existing directory keeps its mode). */
+#define LOG_DIR_MODE 0750
+#define LOG_FILE_MODE 0640
 
 static int log_fd = -1;
 static off_t written, released; /* end of the file; dropped from the cache */
 static char log_path[4096];
 static int log_json;
+static int log_io = 1; /* data lines (client IN/OUT) are written */
 static buf_t log_buf;
 #define STAMP_SECONDS 19      /* "2026-11-25T19:42:02" */
 #define STAMP_LEN 27          /* and ".123456Z" */
 static time_t stamp_sec = -1; /* second the cached text was made for */
 static char stamp_text[32];
 static int stamp_fresh; /* the cached stamp is this loop phase's */
-static unsigned char plain_byte[256]; /* copied as is; set by log_set_json */
+/* Bytes copied as is, [0] in plain text, [1] in JSON (which also escapes
+ * '"'); filled at the first use. */
+static unsigned char plain_byte[2][256];
+
+static void fill_plain_bytes(void) {
+  for (int j = 0; j < 2; j++)
+    for (int c = 0; c < 256; c++)
+      plain_byte[j][c] = c >= 0x20 && c < 0x7f && c != '\\' && !(j && c == '"');
+}
+
+void log_set_io(int on) {
+  log_io = on;
+}
 
 void log_set_json(int json) {
   log_json = json;
-  for (int c = 0; c < 256; c++)
-    plain_byte[c] = c >= 0x20 && c < 0x7f && c != '\\' && !(json && c == '"');
 }
 
 static int mkdir_p(const char *dir) {
@@ -45,16 +60,15 @@ static int mkdir_p(const char *dir) {
   for (char *p = path + 1; *p; p++) {
     if (*p != '/') continue;
     *p = '\0';
-    if (mkdir(path, 0755) < 0 && errno != EEXIST) return -1;
+    if (mkdir(path, LOG_DIR_MODE) < 0 && errno != EEXIST) return -1;
     *p = '/';
   }
-  if (mkdir(path, 0755) < 0 && errno != EEXIST) return -1;
+  if (mkdir(path, LOG_DIR_MODE) < 0 && errno != EEXIST) return -1;
   return 0;
 }
 
 int log_open(const char *dir, const char *name, char *err, size_t errlen) {
   char path[4096];
-  log_set_json(log_json); /* fills the escape table */
   if (mkdir_p(dir) < 0) {
     snprintf(err, errlen, "cannot create log directory %s: %s", dir,
              strerror(errno));
@@ -62,7 +76,7 @@ int log_open(const char *dir, const char *name, char *err, size_t errlen) {
   }
   snprintf(path, sizeof path, "%s/%s.log", dir, name);
   snprintf(log_path, sizeof log_path, "%s", path);
-  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, LOG_FILE_MODE);
   if (fd < 0) {
     snprintf(err, errlen, "cannot open log %s: %s", path, strerror(errno));
     return -1;
@@ -100,22 +114,23 @@ static const char *stamp(void) {
 /* Nonzero when any byte of w is below 0x20, above 0x7e, a backslash, or
  * (in JSON) a double quote: eight bytes checked at once, since nearly every
  * byte of a log line is plain. */
-static uint64_t word_needs_escape(uint64_t w) {
+static uint64_t word_needs_escape(uint64_t w, int json) {
   const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
   uint64_t below = (w - ones * 0x20) & ~w; /* byte < 0x20 (or >= 0x80) */
   uint64_t above = (w + ones * (0x80 - 0x7f)) | w; /* byte >= 0x7f */
   uint64_t bs = w ^ (ones * '\\');
   uint64_t q = w ^ (ones * '"');
-  uint64_t zero = ((bs - ones) & ~bs) | (log_json ? ((q - ones) & ~q) : 0);
+  uint64_t zero = ((bs - ones) & ~bs) | (json ? ((q - ones) & ~q) : 0);
   return (below | above | zero) & high;
 }
 
 /* Writes s escaped at p, so that a log entry is one printable line (JSON's
- * escapes in JSON mode, else C-like); returns the end. p has room for
+ * escapes when json, else C-like); returns the end. p has room for
  * ESCAPED_MAX(len) bytes. */
 #define ESCAPED_MAX(len) (6 * (len))
-static char *put_escaped(char *p, const char *s, size_t len) {
+static char *put_escaped(char *p, const char *s, size_t len, int json) {
   static const char hex[] = "0123456789abcdef";
+  if (!plain_byte[0]['a']) fill_plain_bytes();
   size_t i = 0;
   while (i < len) {
     size_t run = i;
@@ -124,7 +139,7 @@ static char *put_escaped(char *p, const char *s, size_t len) {
      * control bytes and every byte >= 0x80. */
     const __m128i space = _mm_set1_epi8(0x20), del = _mm_set1_epi8(0x7f),
                   bs = _mm_set1_epi8('\\'),
-                  quote = _mm_set1_epi8(log_json ? '"' : '\\');
+                  quote = _mm_set1_epi8(json ? '"' : '\\');
     for (; run + 16 <= len; run += 16) {
       __m128i v = _mm_loadu_si128((const __m128i *)(s + run));
       __m128i bad = _mm_or_si128(
@@ -135,9 +150,9 @@ static char *put_escaped(char *p, const char *s, size_t len) {
 #endif
     for (uint64_t w; run + 8 <= len; run += 8) {
       memcpy(&w, s + run, 8);
-      if (word_needs_escape(w)) break;
+      if (word_needs_escape(w, json)) break;
     }
-    while (run < len && plain_byte[(unsigned char)s[run]])
+    while (run < len && plain_byte[json][(unsigned char)s[run]])
       run++;
     memcpy(p, s + i, run - i); /* printable runs are copied whole */
     p += run - i;
@@ -162,7 +177,7 @@ static char *put_escaped(char *p, const char *s, size_t len) {
         *p++ = '"';
         break;
       default:
-        if (log_json) {
+        if (json) {
           memcpy(p, "u00", 3);
           p += 3;
         } else {
@@ -196,10 +211,10 @@ static void put_entry(const char *tag, const char *who, const char *msg,
     p = put(p, tag, tag_len);
     if (who) {
       p = put(p, "\",\"peer\":\"", 10);
-      p = put_escaped(p, who, who_len);
+      p = put_escaped(p, who, who_len, 1);
     }
     p = put(p, "\",\"msg\":\"", 9);
-    p = put_escaped(p, msg, len);
+    p = put_escaped(p, msg, len, 1);
     p = put(p, "\"}\n", 3);
   } else {
     p = put(p, stamp(), STAMP_LEN);
@@ -210,7 +225,7 @@ static void put_entry(const char *tag, const char *who, const char *msg,
       p = put(p, who, who_len);
       *p++ = ' ';
     }
-    p = put_escaped(p, msg, len);
+    p = put_escaped(p, msg, len, 0);
     *p++ = '\n';
   }
   b->len = (size_t)(p - b->data);
@@ -226,14 +241,21 @@ void log_msg(log_level_t level, const char *fmt, ...) {
   va_end(ap);
   if (n < 0) return;
   size_t len = (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
-  if (level != LOG_INFO || log_fd < 0)
-    fprintf(stderr, "herd: %s: %.*s\n", names[level], (int)len, msg);
+  if (level != LOG_INFO || log_fd < 0) {
+    /* Escaped as in the file: a name from the network holding a newline
+     * must not forge a line on stderr either. */
+    char line[ESCAPED_MAX(sizeof msg) + 64];
+    char *p = line + snprintf(line, 64, "herd: %s: ", names[level]);
+    p = put_escaped(p, msg, len, 0);
+    *p++ = '\n';
+    fwrite(line, 1, (size_t)(p - line), stderr);
+  }
   if (log_fd >= 0) put_entry(names[level], NULL, msg, len);
   if (level != LOG_INFO) log_flush(); /* trouble reaches the disk at once */
 }
 
 void log_data(const char *tag, const char *who, const char *data, size_t len) {
-  if (log_fd < 0) return;
+  if (log_fd < 0 || !log_io) return;
   put_entry(tag, who, data, len);
 }
 
@@ -293,7 +315,8 @@ void log_flush(void) {
 void log_reopen(void) {
   if (log_fd < 0) return;
   log_flush();
-  int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  int fd =
+      open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, LOG_FILE_MODE);
   if (fd < 0) {
     log_warn("cannot reopen log %s: %s; writing on to the old file", log_path,
              strerror(errno));

@@ -4,7 +4,8 @@
  * after the first line of a batch, see main.c), at once for warnings and
  * errors, and at exit, so nothing is lost on SIGTERM and a busy server pays
  * one write(2) per batch, not per line or per loop turn. Before log_open and
- * for warnings and errors, lines also go to stderr. Single-threaded. */
+ * for warnings and errors, lines also go to stderr, escaped as in the file.
+ * Single-threaded. */
 #ifndef HERD_LOG_H
 #define HERD_LOG_H
 
@@ -13,7 +14,8 @@
 
 typedef enum { LOG_INFO, LOG_WARN, LOG_ERROR } log_level_t;
 
-/* Opens (creating the directory if needed) <dir>/<name>.log for appending.
+/* Opens (creating the directory, 0750, if needed) <dir>/<name>.log (0640
+ * when created) for appending.
  * Returns 0, or -1 with a message in err. */
 int log_open(const char *dir, const char *name, char *err, size_t errlen);
 /* One formatted line: "<time> <LEVEL> <message>". */
@@ -45,6 +47,8 @@ typedef struct log_limit {
   unsigned long held;
 } log_limit_t;
 int log_limit_due(log_limit_t *l, uint64_t now_ms, unsigned long *held);
+/* Whether log_data lines (client IN/OUT) are written: config log_io. */
+void log_set_io(int on);
 /* Plain lines instead of JSON lines (the default); see README. */
 void log_set_json(int json);
 

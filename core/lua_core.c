@@ -332,6 +332,7 @@ int luaopen_core(lua_State *L) {
   lua_setfield(L, -2, "store");
   http_lua_register(L);
   places_lua_register(L);
+  config_lua_register(L);
   lua_pushstring(L, self_name);
   lua_setfield(L, -2, "name");
   lua_getfield(L, LUA_REGISTRYINDEX, CONFIG_REGISTRY_KEY);

@@ -65,7 +65,7 @@ static int stopping;
 static options_t opts;
 static config_t server_cfg;
 static int self_idx = -1;
-static int running_nb[256], running_nnb; /* neighbours at start-up */
+static int *running_nb, running_nnb; /* neighbours at start-up */
 /* States replaced by a reload, each closed once nothing of its own is
  * pending (no HTTP request, no timer), so no request in flight is dropped. */
 static lua_State **retired;
@@ -122,7 +122,7 @@ static int parse_args(int argc, char **argv, options_t *o) {
 }
 
 /* Asks the topology script for self's neighbours and checks them. Returns
- * their count (indexes in out) or -1. */
+ * their count (indexes in out, which has room for cfg->nservers) or -1. */
 static int neighbours(lua_State *L, const config_t *cfg, int self, int *out,
                       char *err, size_t errlen) {
   if (script_push_hook(L, HOOK_NEIGHBOURS) < 0) return 0;
@@ -170,7 +170,9 @@ static lua_State *load_all(const options_t *o, config_t *cfg, char *err,
   script_limits_t lim = {0, 0};
   lua_State *L = script_open(&lim, script_dir(), NULL, err, errlen);
   if (!L) return NULL;
-  if (config_load(L, o->config, cfg, err, errlen) < 0) goto fail;
+  if (config_load(L, o->config, cfg, err, errlen) < 0 ||
+      config_check(L, cfg, err, errlen) < 0)
+    goto fail;
   for (int i = 0; i < o->nscripts; i++)
     config_add_script(cfg, o->scripts[i]);
   script_set_limits(L, cfg->lua_memory, cfg->lua_budget);
@@ -178,6 +180,7 @@ static lua_State *load_all(const options_t *o, config_t *cfg, char *err,
   for (int i = 0; i < cfg->nscripts; i++)
     if (script_load(L, cfg->scripts[i], err, errlen) < 0) goto fail;
   if (script_check(L, err, errlen) < 0) goto fail;
+  if (config_check_keys(L, cfg, err, errlen) < 0) goto fail;
   return L;
 fail:
   /* A refused script may have started timers or requests already. */
@@ -189,8 +192,9 @@ fail:
 }
 
 /* With the local provider, maps its data: places.data (relative to the
- * config file) must open; without it the default file is tried and a
- * failure is only a warning (WHATSAT then answers UNKNOWN_ERROR). */
+ * config file), else the default file (places_default_path). A server
+ * whose provider has no data would answer every WHATSAT with an error, so
+ * it does not start (and --check says so). */
 static int open_places(lua_State *L, const config_t *cfg, char *err,
                        size_t errlen) {
   if (strcmp(cfg->places_provider, "local") != 0) return 0;
@@ -207,10 +211,30 @@ static int open_places(lua_State *L, const config_t *cfg, char *err,
     lua_pop(L, 1);
   }
   lua_pop(L, 2);
-  if (places_open(*path ? path : NULL, err, errlen) == 0) return 0;
-  if (*path) return -1;
-  log_warn("local places: %s", err);
-  return 0;
+  char why[1024];
+  if (places_open(*path ? path : NULL, why, sizeof why) == 0) return 0;
+  snprintf(err, errlen,
+           "%.1024s: the local places provider has no data: %s (%s)", cfg->path,
+           why,
+           *path ? "places.data"
+                 : "set places.data, or HERD_DATA_DIR to a directory with "
+                   "places.bin or places-sample.bin");
+  return -1;
+}
+
+/* Which places data this server answers from (item of the start-up log). */
+static void log_places(const config_t *cfg) {
+  if (strcmp(cfg->places_provider, "local") != 0) {
+    log_info("places: provider %s", cfg->places_provider);
+    return;
+  }
+  const char *path = places_path(), *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  log_info("places: provider local, %s: %u places (%s), %s", path,
+           places_count(),
+           strstr(base, "sample") ? "the sample: make places-data for all"
+                                  : "full data",
+           places_source());
 }
 
 static int check_server(lua_State *L, const config_t *cfg, int self, int *nb,
@@ -239,14 +263,16 @@ static int run_check(const options_t *o) {
     return 1;
   }
   int rc = 0;
+  int *nb = xcalloc((size_t)cfg.nservers, sizeof *nb);
   for (int i = 0; i < cfg.nservers; i++) {
     if (o->name && strcmp(o->name, cfg.servers[i].name) != 0) continue;
-    int nb[256], nnb;
+    int nnb;
     if (check_server(L, &cfg, i, nb, &nnb, err, sizeof err) < 0) {
       fprintf(stderr, "herd: %s\n", err);
       rc = 1;
     }
   }
+  free(nb);
   if (o->name && config_find(&cfg, o->name) < 0) {
     char names[1024];
     config_names(&cfg, names, sizeof names);
@@ -349,7 +375,8 @@ static void restart_needed(lua_State *L, const config_t *c, char *out,
                    c->servers[j].peer_port == o->servers[i].peer_port &&
                    strcmp(c->servers[j].host, o->servers[i].host) == 0;
   }
-  int nb[256], nnb = -1, same_links = 0;
+  int *nb = xcalloc((size_t)c->nservers, sizeof *nb);
+  int nnb = -1, same_links = 0;
   char err[256];
   int self = config_find(c, o->servers[self_idx].name);
   if (self >= 0) nnb = neighbours(L, c, self, nb, err, sizeof err);
@@ -359,6 +386,7 @@ static void restart_needed(lua_State *L, const config_t *c, char *out,
       same_links &=
           strcmp(c->servers[nb[i]].name, o->servers[running_nb[i]].name) == 0;
   }
+  free(nb);
   out[0] = '\0';
 #define CHANGED(cond, what)                            \
   if (cond) {                                          \
@@ -418,6 +446,7 @@ static int reload(char *msg, size_t n) {
    * the new first secret and accept any of the list (rotation). */
   if (fresh.nsecrets && !server_cfg.insecure && !server_cfg.tls_cert)
     peer_set_secrets(&fresh);
+  log_set_io(fresh.log_io); /* applies at once: no history kept from now */
   config_free(&fresh);
   log_reopen();
   lua_State *old = script_current();
@@ -428,7 +457,13 @@ static int reload(char *msg, size_t n) {
   lua_core_count_reload(1);
   log_info("scripts reloaded: %s", script_versions(L));
   if (script_push_hook(L, HOOK_ON_START) == 0) script_call(L, 0, 0, "on_start");
-  snprintf(msg, n, "%s", script_versions(L));
+  if (*later)
+    snprintf(msg, n,
+             "%s; warning: the config changes %s, which take effect only on "
+             "a restart (the running values stay)",
+             script_versions(L), later);
+  else
+    snprintf(msg, n, "%s", script_versions(L));
   close_retired(0);
   return 0;
 }
@@ -457,33 +492,51 @@ static void admin_path(const config_t *c, const char *name, char *out,
 /* herd ctl --config FILE NAME COMMAND... */
 static int run_ctl(int argc, char **argv) {
   const char *config = NULL, *name = NULL;
-  char command[1024] = "";
+  buf_t command = {0};
   for (int i = 2; i < argc; i++) {
     if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
       config = argv[++i];
     } else if (!name) {
       name = argv[i];
     } else {
-      if (*command) strncat(command, " ", sizeof command - strlen(command) - 1);
-      strncat(command, argv[i], sizeof command - strlen(command) - 1);
+      if (command.len) buf_append(&command, " ", 1);
+      buf_append_str(&command, argv[i]);
     }
   }
-  if (!config || !name || !*command) {
+  if (!config || !name || !command.len) {
     fprintf(stderr, "usage: herd ctl --config FILE NAME COMMAND\n");
+    buf_free(&command);
     return 2;
   }
+  if (command.len > ADMIN_MAX_LINE) {
+    fprintf(stderr, "herd ctl: the command is %zu bytes; at most %d\n",
+            command.len, ADMIN_MAX_LINE);
+    buf_free(&command);
+    return 2;
+  }
+  buf_append(&command, "", 1); /* NUL-terminated */
   char err[4096], path[4096];
   config_t c;
   script_limits_t lim = {0, 0};
   lua_State *L = script_open(&lim, script_dir(), NULL, err, sizeof err);
   if (!L || config_load(L, config, &c, err, sizeof err) < 0) {
     fprintf(stderr, "herd ctl: %s\n", err);
+    buf_free(&command);
     return 1;
   }
-  admin_path(&c, name, path, sizeof path);
+  int rc = 1;
+  if (config_find(&c, name) < 0) {
+    char names[1024];
+    config_names(&c, names, sizeof names);
+    fprintf(stderr, "herd ctl: unknown server %s (servers: %s)\n", name, names);
+  } else {
+    admin_path(&c, name, path, sizeof path);
+    rc = admin_ctl(path, command.data);
+  }
   script_close(L);
   config_free(&c);
-  return admin_ctl(path, command);
+  buf_free(&command);
+  return rc;
 }
 
 /* Many idle clients need many descriptors: take the hard limit. */
@@ -524,7 +577,8 @@ int main(int argc, char **argv) {
             opts.config, names);
     return 1;
   }
-  int *nb = running_nb, nnb;
+  int *nb = running_nb = xcalloc((size_t)server_cfg.nservers, sizeof *nb);
+  int nnb;
   if (check_server(L, &server_cfg, self_idx, nb, &nnb, err, sizeof err) < 0) {
     fprintf(stderr, "herd: %s\n", err);
     return 1;
@@ -532,6 +586,7 @@ int main(int argc, char **argv) {
   running_nnb = nnb;
   script_set_current(L);
   log_set_json(server_cfg.log_json);
+  log_set_io(server_cfg.log_io);
   if (log_open(server_cfg.log_dir, opts.name, err, sizeof err) < 0) {
     fprintf(stderr, "herd: %s\n", err);
     return 1;
@@ -581,6 +636,7 @@ int main(int argc, char **argv) {
            me->name, me->host, me->port, me->peer_port, admin_sock,
            nnb ? names : "none");
   log_info("scripts: %s", script_versions(L));
+  log_places(&server_cfg);
   if (server_cfg.dev_secret)
     log_warn(
         "this herd runs on a development secret: set HERD_SECRET "
@@ -613,6 +669,7 @@ int main(int argc, char **argv) {
            script_live_refs());
   places_close();
   store_free();
+  free(running_nb);
   config_free(&server_cfg);
   log_close();
   uv_loop_close(loop);

@@ -22,6 +22,7 @@ local places = require "places"
 local json = require "places.json"
 local lazy = require "places.lazy"
 local common = require "places.common"
+local health = require "places.health"
 local text = require "herdtext"
 local split_fields, latlon = text.fields, text.latlon
 
@@ -144,6 +145,7 @@ local function lookup(q, key, waiter)
       result = common.error_result("UNKNOWN_ERROR",
         "places: the provider gave no answer table")
     end
+    health.note(places.name, result)
     local memo = {}
     if s.cache_ms > 0 and common.GOOD[result.status] then
       cache_put(key, result, memo, core.now(), s.cache_ms)

@@ -99,6 +99,8 @@ function M.apply(result, s)
   return out
 end
 
+-- places.filter is this script's key: --check accepts it once declared.
+core.config_key("places.filter")
 local settings = M.settings((core.config and core.config.places or {}).filter)
 local search = places.search
 places.search = function(q, cb)

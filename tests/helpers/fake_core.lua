@@ -23,13 +23,14 @@ function M.new(opts)
     clock = opts.clock or 0,
     sent = {}, answers = {}, floods = {}, logs = {}, warnings = {},
     http_calls = {}, timers = {}, records = {}, deferred = {},
-    next_token = 1,
+    next_token = 1, config_keys = {},
   }
   core.in_line = false
 
   function core.now() return core.clock end
   function core.log(msg) core.logs[#core.logs + 1] = msg end
   function core.warn(msg) core.warnings[#core.warnings + 1] = msg end
+  function core.config_key(path) core.config_keys[path] = true end
   function core.send(conn, text)
     core.sent[#core.sent + 1] = { conn = conn, text = text }
     return true
