@@ -292,7 +292,7 @@ void lua_core_count_reload(int ok) {
     reload_failures++;
 }
 
-static int l_stats(lua_State *L) {
+int lua_core_stats(lua_State *L) {
   const conn_stats_t *c = conn_stats();
   const peer_stats_t *p = peer_stats();
   http_stats_t h;
@@ -350,7 +350,7 @@ int luaopen_core(lua_State *L) {
                                  {"flood", l_flood},
                                  {"accept_record", peer_l_accept_record},
                                  {"links", l_links},
-                                 {"stats", l_stats},
+                                 {"stats", lua_core_stats},
                                  {NULL, NULL}};
   static const luaL_Reg store_fns[] = {
       {"put", l_store_put},     {"get", l_store_get},

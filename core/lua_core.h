@@ -13,6 +13,8 @@ void lua_core_cancel_timers(lua_State *L);
  * no HTTP request, and each of its pending timers runs once, now, with
  * premature = true, so L is left with only its requests in flight. */
 void lua_core_retire(lua_State *L);
+/* core.stats (a lua_CFunction): pushes the table of counters. */
+int lua_core_stats(lua_State *L);
 /* Counts a reload for the stats. */
 void lua_core_count_reload(int ok);
 /* Timers still pending in L. */

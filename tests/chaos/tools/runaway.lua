@@ -17,6 +17,8 @@
 --   GCLOOP      a finalizer (__gc, run with hooks off) that loops
 --   BYTECODE    loads a precompiled chunk (answers what load said)
 --   CLOOP       a loop of few instructions, each calling costly C code
+--   BREAKCORE   replaces require("core") with a number and the globals'
+--               require with a trap
 local core = require "core"
 
 local function nest(depth)
@@ -66,6 +68,11 @@ return {
       return (f and "loaded" or ("refused: " .. tostring(err))) .. "\n"
     elseif line == "CLOOP" then
       while true do local _ = string.rep("x", 1000000) end
+    elseif line == "BREAKCORE" then
+      package.loaded.core = 42
+      setmetatable(_G, { __index = function() error("trapped") end })
+      rawset(_G, "require", nil)
+      return "broken\n"
     elseif line == "HOOKLOOP" then
       debug.sethook(function() end, "", 1000000000)
       while true do end
