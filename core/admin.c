@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "conn.h"
 #include "log.h"
+#include "lua_core.h"
 #include "peer.h"
 #include "script.h"
 #include "store.h"
@@ -69,15 +70,17 @@ static void put_stat(buf_t *b, const char *name, unsigned long long v) {
   buf_append(b, line, (size_t)n);
 }
 
+/* Pushes core.stats itself, not what a script may have put in its place
+ * (script_run then builds the table under protection). */
+static int push_stats(lua_State *L, void *ud) {
+  lua_pushcfunction(L, lua_core_stats);
+  return 0;
+}
+
 /* Stats come from the scripts' own view (core.stats) so that both agree. */
 static void cmd_stats(buf_t *b) {
   lua_State *L = script_current();
-  lua_getglobal(L, "require");
-  lua_pushstring(L, "core");
-  if (script_call(L, 1, 1, "admin stats") < 0) return;
-  lua_getfield(L, -1, "stats");
-  lua_remove(L, -2);
-  if (script_call(L, 0, 1, "admin stats") < 0) return;
+  if (script_run(L, push_stats, NULL, 1, "admin stats") < 0) return;
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     if (lua_isinteger(L, -1))
@@ -88,9 +91,19 @@ static void cmd_stats(buf_t *b) {
   lua_pop(L, 1);
 }
 
+static int links_table(lua_State *L) {
+  peer_push_links(L);
+  return 1;
+}
+
+static int push_links(lua_State *L, void *ud) {
+  lua_pushcfunction(L, links_table);
+  return 0;
+}
+
 static void cmd_links(buf_t *b) {
   lua_State *L = script_current();
-  peer_push_links(L);
+  if (script_run(L, push_links, NULL, 1, "admin links") < 0) return;
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     char line[256];

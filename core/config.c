@@ -346,7 +346,7 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
   l->idle_ms = 600000;
   l->stall_ms = 30000;
   cfg->lua_memory = 512u << 20;
-  cfg->lua_budget = 50000000;
+  cfg->lua_budget = 10000000;
   cfg->peer_max_frame = 1 << 20;
   cfg->peer_timeout_ms = 15000;
   cfg->max_records = 5000000;

@@ -153,6 +153,21 @@ static void reply_invalid(conn_t *c, const char *line, size_t len) {
   buf_free(&b);
 }
 
+typedef struct line_args {
+  uint64_t id;
+  const char *line;
+  size_t len;
+} line_args_t;
+
+/* on_line(conn, line), pushed inside the protected call (script_run). */
+static int push_on_line(lua_State *L, void *ud) {
+  const line_args_t *a = ud;
+  script_push_hook(L, HOOK_ON_LINE);
+  lua_pushinteger(L, (lua_Integer)a->id);
+  lua_pushlstring(L, a->line, a->len);
+  return 2;
+}
+
 static void handle_line(conn_t *c, const char *line, size_t len) {
   if (len && line[len - 1] == '\r') len--;
   c->got_line = 1;
@@ -160,12 +175,10 @@ static void handle_line(conn_t *c, const char *line, size_t len) {
   log_data("IN", c->addr, line, len);
 
   lua_State *L = script_current();
-  script_push_hook(L, HOOK_ON_LINE);
-  lua_pushinteger(L, (lua_Integer)c->id);
-  lua_pushlstring(L, line, len);
+  line_args_t args = {c->id, line, len};
   cur_conn = c;
   cur_slot = NULL;
-  int rc = script_call(L, 2, 1, "on_line");
+  int rc = script_run(L, push_on_line, &args, 1, "on_line");
   slot_t *deferred = cur_slot;
   cur_conn = NULL;
   cur_slot = NULL;

@@ -340,10 +340,24 @@ static void push_headers(lua_State *L, const buf_t *h) {
   }
 }
 
-/* Pushes the callback and its two arguments for a finished request. */
-static void push_callback(http_req_t *r) {
-  lua_State *L = r->L;
+typedef struct answer {
+  http_req_t *r;
+  int no_room; /* a first try found no room in the Lua heap for it */
+} answer_t;
+
+/* Pushes the callback and its two arguments for a finished request; runs
+ * inside the protected call (script_run), so a body too big for the Lua
+ * heap fails that call, and the second try tells the callback so. */
+static int push_callback(lua_State *L, void *ud) {
+  const answer_t *a = ud;
+  http_req_t *r = a->r;
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->cb_ref);
+  if (a->no_room) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "response of %I bytes does not fit in the Lua heap",
+                    (lua_Integer)(r->head.len + r->body.len));
+    return 2;
+  }
   if (r->result == CURLE_OK) {
     lua_createtable(L, 0, 3);
     lua_pushinteger(L, r->status);
@@ -353,7 +367,7 @@ static void push_callback(http_req_t *r) {
     lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
     lua_setfield(L, -2, "body");
     lua_pushnil(L);
-    return;
+    return 2;
   }
   lua_pushnil(L);
   if (r->too_big || r->result == CURLE_FILESIZE_EXCEEDED)
@@ -364,6 +378,7 @@ static void push_callback(http_req_t *r) {
     lua_pushstring(L, r->errbuf);
   else
     lua_pushstring(L, curl_easy_strerror(r->result));
+  return 2;
 }
 
 /* Runs the callbacks of a batch of detached requests. A callback may start
@@ -376,11 +391,14 @@ static void run_batch(http_req_t *r) {
     if (r->cancelled || r->cb_ref == LUA_NOREF) {
       req_free(r);
     } else {
-      lua_State *L = r->L;
       count_done(r);
-      push_callback(r);
+      answer_t a = {r, 0};
+      if (script_run(r->L, push_callback, &a, 0, "http callback") ==
+          SCRIPT_EPUSH) {
+        a.no_room = 1;
+        script_run(r->L, push_callback, &a, 0, "http callback");
+      }
       req_free(r);
-      script_call(L, 2, 0, "http callback");
     }
     r = next;
   }
@@ -535,6 +553,8 @@ static int l_http(lua_State *L) {
   int has_expect = check_headers(L);
   if (strlen(url) != url_len) return fail(L, "url contains a NUL byte");
   if (!H.multi) return fail(L, "http is not available");
+  if (script_retired(L))
+    return fail(L, "these scripts were replaced by a reload");
   if (H.reqs.len >= HTTP_MAX_IN_FLIGHT)
     return fail(L, "too many http requests in flight");
 

@@ -26,6 +26,7 @@ typedef struct ltimer {
   uint64_t id;
   int ref;
   int repeat;
+  int premature; /* its state was replaced: this is the last call */
   lua_State *L;
 } ltimer_t;
 
@@ -120,9 +121,11 @@ static void timer_stop(ltimer_t *t) {
 static void timer_fired(uv_timer_t *h) {
   ltimer_t *t = (ltimer_t *)h;
   lua_State *L = t->L;
+  int premature = t->premature;
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref); /* the stack keeps it alive */
-  if (!t->repeat) timer_stop(t);
-  script_call(L, 0, 0, "timer");
+  if (!t->repeat || premature) timer_stop(t);
+  lua_pushboolean(L, premature);
+  script_call(L, 1, 0, "timer");
 }
 
 static int start_timer(lua_State *L, int repeat) {
@@ -130,10 +133,16 @@ static int start_timer(lua_State *L, int repeat) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
   luaL_argcheck(L, ms >= 0, 1, "delay must be >= 0 ms");
   if (!loop) return fail(L, "timers do not run under --check");
+  if (script_retired(L))
+    return fail(L, "these scripts were replaced by a reload");
   ltimer_t *t = xcalloc(1, sizeof *t);
   t->id = next_timer++;
   t->repeat = repeat;
-  t->L = L;
+  /* The main thread: a coroutine that called core.after may be gone when
+   * the timer fires. */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  t->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
   lua_pushvalue(L, 2);
   t->ref = script_ref(L);
   uv_timer_init(loop, &t->handle);
@@ -159,18 +168,42 @@ static int l_cancel(lua_State *L) {
   return 1;
 }
 
-void lua_core_cancel_timers(lua_State *L, int repeating_only) {
-  /* Collect first: stopping a timer changes the map. */
-  size_t n = 0;
-  ltimer_t **victims = xcalloc(timers.len + 1, sizeof *victims);
+/* The timers of L (NULL: every state), collected first: stopping or
+ * running one changes the map. Freed by the caller. */
+static ltimer_t **timers_of(lua_State *L, size_t *n) {
+  ltimer_t **list = xcalloc(timers.len + 1, sizeof *list);
+  *n = 0;
   for (size_t i = 0; i < timers.cap; i++) {
     ltimer_t *t = timers.keys[i] ? timers.vals[i] : NULL;
-    if (t && (!L || t->L == L) && (!repeating_only || t->repeat))
-      victims[n++] = t;
+    if (t && (!L || t->L == L)) list[(*n)++] = t;
   }
+  return list;
+}
+
+void lua_core_cancel_timers(lua_State *L) {
+  size_t n;
+  ltimer_t **victims = timers_of(L, &n);
   for (size_t i = 0; i < n; i++)
     timer_stop(victims[i]);
   free(victims);
+}
+
+void lua_core_retire(lua_State *L) {
+  script_retire(L);
+  size_t n;
+  ltimer_t **pending = timers_of(L, &n);
+  uint64_t *ids = xcalloc(n + 1, sizeof *ids);
+  for (size_t i = 0; i < n; i++)
+    ids[i] = pending[i]->id;
+  free(pending);
+  for (size_t i = 0; i < n; i++) {
+    /* By id: a callback may have cancelled a later one of these. */
+    ltimer_t *t = idmap_get(&timers, ids[i]);
+    if (!t) continue;
+    t->premature = 1;
+    timer_fired(&t->handle);
+  }
+  free(ids);
 }
 
 int lua_core_timer_count(lua_State *L) {
@@ -259,7 +292,7 @@ void lua_core_count_reload(int ok) {
     reload_failures++;
 }
 
-static int l_stats(lua_State *L) {
+int lua_core_stats(lua_State *L) {
   const conn_stats_t *c = conn_stats();
   const peer_stats_t *p = peer_stats();
   http_stats_t h;
@@ -303,6 +336,7 @@ static int l_stats(lua_State *L) {
   set_int(L, "reload_failures", reload_failures);
   set_int(L, "lua_memory", script_memory(L));
   set_int(L, "lua_refs", (uint64_t)script_live_refs());
+  set_int(L, "lua_states", (uint64_t)script_states());
   return 1;
 }
 
@@ -321,7 +355,7 @@ int luaopen_core(lua_State *L) {
                                  {"flood", l_flood},
                                  {"accept_record", peer_l_accept_record},
                                  {"links", l_links},
-                                 {"stats", l_stats},
+                                 {"stats", lua_core_stats},
                                  {NULL, NULL}};
   static const luaL_Reg store_fns[] = {
       {"put", l_store_put},     {"get", l_store_get},

@@ -7,9 +7,14 @@
 
 void lua_core_init(uv_loop_t *loop, const char *self_name);
 int luaopen_core(lua_State *L);
-/* Stops the timers of L (NULL: of every state), only the repeating ones if
- * repeating_only (a reload lets one-shot timers of the old scripts run). */
-void lua_core_cancel_timers(lua_State *L, int repeating_only);
+/* Stops the timers of L (NULL: of every state) without calling them. */
+void lua_core_cancel_timers(lua_State *L);
+/* L has been replaced by a reload: from now on it may start no timer and
+ * no HTTP request, and each of its pending timers runs once, now, with
+ * premature = true, so L is left with only its requests in flight. */
+void lua_core_retire(lua_State *L);
+/* core.stats (a lua_CFunction): pushes the table of counters. */
+int lua_core_stats(lua_State *L);
 /* Counts a reload for the stats. */
 void lua_core_count_reload(int ok);
 /* Timers still pending in L. */

@@ -184,7 +184,7 @@ static lua_State *load_all(const options_t *o, config_t *cfg, char *err,
   return L;
 fail:
   /* A refused script may have started timers or requests already. */
-  lua_core_cancel_timers(L, 0);
+  lua_core_cancel_timers(L);
   http_cancel_state(L);
   script_close(L);
   config_free(cfg);
@@ -347,7 +347,7 @@ static void close_retired(int force) {
     lua_State *L = retired[i];
     if (force || (http_in_flight_for(L) == 0 && lua_core_timer_count(L) == 0)) {
       if (force) http_cancel_state(L);
-      lua_core_cancel_timers(L, 0);
+      lua_core_cancel_timers(L);
       script_close(L);
       retired[i] = retired[--nretired];
     } else {
@@ -450,13 +450,13 @@ static int reload(char *msg, size_t n) {
   config_free(&fresh);
   log_reopen();
   lua_State *old = script_current();
-  lua_core_cancel_timers(old, 1);
   retired = xrealloc(retired, sizeof *retired * (size_t)(nretired + 1));
   retired[nretired++] = old;
   script_set_current(L);
   lua_core_count_reload(1);
   log_info("scripts reloaded: %s", script_versions(L));
   if (script_push_hook(L, HOOK_ON_START) == 0) script_call(L, 0, 0, "on_start");
+  lua_core_retire(old);
   if (*later)
     snprintf(msg, n,
              "%s; warning: the config changes %s, which take effect only on "
@@ -657,7 +657,7 @@ int main(int argc, char **argv) {
   peer_shutdown();
   admin_shutdown();
   http_shutdown();
-  lua_core_cancel_timers(NULL, 0);
+  lua_core_cancel_timers(NULL);
   uv_walk(loop, close_walk, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
   long refs_before = script_live_refs();

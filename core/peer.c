@@ -321,12 +321,26 @@ static link_t *find_link(const char *name, size_t len) {
   return NULL;
 }
 
+typedef struct link_event {
+  const char *name;
+  int up;
+} link_event_t;
+
+/* on_link(peer, up), pushed inside the protected call (script_run). */
+static int push_on_link(lua_State *L, void *ud) {
+  const link_event_t *e = ud;
+  script_push_hook(L, HOOK_ON_LINK);
+  lua_pushstring(L, e->name);
+  lua_pushboolean(L, e->up);
+  return 2;
+}
+
 static void call_on_link(link_t *l, int up) {
   lua_State *L = script_current();
   if (script_push_hook(L, HOOK_ON_LINK) < 0) return;
-  lua_pushstring(L, l->srv->name);
-  lua_pushboolean(L, up);
-  script_call(L, 2, 0, "on_link");
+  lua_pop(L, 1);
+  link_event_t e = {l->srv->name, up};
+  script_run(L, push_on_link, &e, 0, "on_link");
 }
 
 static void send_sums(pconn_t *pc, int level, uint32_t index) {
@@ -517,6 +531,28 @@ static int on_hello(pconn_t *pc, reader_t *r) {
   return 0;
 }
 
+typedef struct record_args {
+  const char *from, *client;
+  size_t cn;
+  int64_t sec;
+  int32_t nsec;
+  const char *line;
+  size_t ln;
+} record_args_t;
+
+/* on_record(from, client, sec, nsec, line), pushed inside the protected
+ * call (script_run). */
+static int push_on_record(lua_State *L, void *ud) {
+  const record_args_t *a = ud;
+  script_push_hook(L, HOOK_ON_RECORD);
+  lua_pushstring(L, a->from);
+  lua_pushlstring(L, a->client, a->cn);
+  lua_pushinteger(L, a->sec);
+  lua_pushinteger(L, a->nsec);
+  lua_pushlstring(L, a->line, a->ln);
+  return 5;
+}
+
 static int on_record(pconn_t *pc, reader_t *r) {
   int64_t sec = (int64_t)take_u64(r);
   int32_t nsec = (int32_t)take_u32(r);
@@ -544,12 +580,15 @@ static int on_record(pconn_t *pc, reader_t *r) {
                        (const char *)line, ln, &err);
     return 0;
   }
-  lua_pushstring(L, pc->link->srv->name);
-  lua_pushlstring(L, (const char *)client, cn);
-  lua_pushinteger(L, sec);
-  lua_pushinteger(L, nsec);
-  lua_pushlstring(L, (const char *)line, ln);
-  script_call(L, 5, 0, "on_record");
+  lua_pop(L, 1);
+  record_args_t a = {pc->link->srv->name,
+                     (const char *)client,
+                     cn,
+                     sec,
+                     nsec,
+                     (const char *)line,
+                     ln};
+  script_run(L, push_on_record, &a, 0, "on_record");
   return 0;
 }
 

@@ -2,8 +2,9 @@
  * Owns the lua_State (with a counting allocator that caps its memory and an
  * instruction budget per call), the loading and validation of scripts, the
  * named hooks they return, and the registry references C holds on Lua values.
- * Every C->Lua call goes through script_call, which runs the function
- * protected, logs a failure with its traceback and leaves the stack clean.
+ * Every C->Lua call goes through script_run (or script_call, when nothing
+ * it pushes can allocate), which runs the function protected, logs a
+ * failure with its traceback and leaves the stack clean.
  * Loop-thread only; never call Lua from inside a libcurl callback. */
 #ifndef HERD_SCRIPT_H
 #define HERD_SCRIPT_H
@@ -59,15 +60,31 @@ int script_check(lua_State *L, char *err, size_t errlen);
 int script_push_hook(lua_State *L, hook_t hook);
 const char *script_hook_name(hook_t hook);
 
-/* Calls the function below nargs arguments on L's stack, protected, with the
- * instruction budget armed. On success leaves nres results and returns 0; on
- * failure logs "<what>: <error and traceback>", pops everything it was given
- * and returns -1. */
+/* Pushes a function and its arguments onto L and returns the number of
+ * arguments. Runs inside the protected call: a push that finds the Lua heap
+ * full raises a memory error there instead of aborting the process. */
+typedef int (*script_push_fn)(lua_State *L, void *ud);
+#define SCRIPT_EPUSH (-2)
+/* The entry point into Lua: push(L, ud), then the call, both protected,
+ * with the instruction budget armed. On success leaves nres results and
+ * returns 0. On failure logs "<what>: <error>" (then one "<what>: | <line>"
+ * per traceback line), leaves nothing and returns -1, or SCRIPT_EPUSH if
+ * the pushes themselves failed (the function never ran). */
+int script_run(lua_State *L, script_push_fn push, void *ud, int nres,
+               const char *what);
+/* Calls the function below nargs arguments on L's stack, as script_run
+ * does; for callers whose pushes cannot allocate (a registry reference,
+ * integers, booleans). */
 int script_call(lua_State *L, int nargs, int nres, const char *what);
 /* Pops the value on top of L's stack and returns a reference to it. */
 int script_ref(lua_State *L);
 /* Releases *ref (no-op for LUA_NOREF) and sets it to LUA_NOREF. */
 void script_unref(lua_State *L, int *ref);
+/* Marks L as replaced by a reload (see lua_core_retire). */
+void script_retire(lua_State *L);
+int script_retired(lua_State *L);
+/* Lua states open now: the current one and replaced ones not yet closed. */
+int script_states(void);
 /* Live references, for the shutdown check and the stats. */
 long script_live_refs(void);
 /* Bytes the Lua state holds now. */

@@ -157,7 +157,10 @@ local function lookup(q, key, waiter)
   end
 
   if core.after and not places.provider.synchronous then
-    entry.timer = core.after(s.timeout_ms + M.WATCHDOG_SLACK_MS, function()
+    entry.timer = core.after(s.timeout_ms + M.WATCHDOG_SLACK_MS, function(premature)
+      -- premature: a reload replaced these scripts; the request in flight
+      -- still calls back here (it has its own timeout).
+      if premature then return end
       finish(common.error_result("UNKNOWN_ERROR", string.format(
         "places: no answer from provider %s within %d ms", places.name,
         s.timeout_ms + M.WATCHDOG_SLACK_MS)))

@@ -127,13 +127,24 @@ end
 M.GOOD = { OK = true, ZERO_RESULTS = true }
 
 -- Sends the request; cb(resp) on an HTTP answer of any status, or cb(nil,
--- error_result) when there was none. Never raises for runtime failures.
+-- error_result) when there was none. Never raises for runtime failures:
+-- if cb(resp) raises (an answer too big for the Lua heap to parse), cb gets
+-- (nil, error_result) at once, so the client is not left to the watchdog.
 function M.request(provider, settings, req, cb)
   req.timeout_ms = req.timeout_ms or settings.timeout_ms
   req.max_bytes = req.max_bytes or settings.max_bytes
   local id, err = core.http(req, function(resp, herr)
     if not resp then return cb(nil, M.transport_error(provider, herr, settings)) end
-    return cb(resp)
+    local size = type(resp.body) == "string" and #resp.body or 0
+    local ok, perr = pcall(cb, resp)
+    if ok then return end
+    resp = nil -- the body may be what filled the heap
+    if core.warn then
+      core.warn(("%s: an answer of %d bytes could not be handled: %s")
+        :format(provider, size, M.scrub(perr, settings.key)))
+    end
+    return cb(nil, M.error_result("UNKNOWN_ERROR", ("%s: the answer (%d bytes) " ..
+      "could not be handled: %s"):format(provider, size, M.scrub(perr, settings.key))))
   end)
   if not id then cb(nil, M.transport_error(provider, err, settings)) end
   return id

@@ -92,7 +92,7 @@ function M.new(opts)
     return n
   end
 
-  -- Timers fire only when the test calls core.fire_timers().
+  -- Timers fire only when the test calls core.fire_timers([premature]).
   local next_timer = 1
   local function add_timer(ms, fn, every)
     local id = next_timer
@@ -107,15 +107,16 @@ function M.new(opts)
     core.timers[id] = nil
     return had
   end
-  function core.fire_timers()
+  -- premature: as after a reload, every timer runs once more and is gone.
+  function core.fire_timers(premature)
     local due = {}
     for id, t in pairs(core.timers) do due[#due + 1] = id end
     table.sort(due)
     for _, id in ipairs(due) do
       local t = core.timers[id]
       if t then
-        if not t.every then core.timers[id] = nil end
-        t.fn()
+        if not t.every or premature then core.timers[id] = nil end
+        t.fn(premature == true)
       end
     end
   end

@@ -17,7 +17,7 @@
 -- ("ok", "zero", "500", "badjson", "hang" (never answers), "close" (closes
 -- without answering), "denied" (REQUEST_DENIED in a 200 for the legacy API,
 -- 403 PERMISSION_DENIED for the new one, 429 for Overpass), "overlimit",
--- "big" (a 3 MiB answer)), count (results per answer, default 20), pretty
+-- "big" (a 3 MiB answer, or big_bytes of padding)), count (results per answer, default 20), pretty
 -- (legacy answers spread over lines with blank lines, default true).
 -- One process, one thread: non-blocking sockets and socket.select, so
 -- hundreds of concurrent delayed requests cost nothing but a timer each.
@@ -378,7 +378,7 @@ local function handle(req)
   if mode == "badjson" then return response(200, '{"results": [ {"name": ') end
   if mode == "big" then
     return response(200, '{"status":"OK","results":[],"pad":"' ..
-      string.rep("x", 3 * 1024 * 1024) .. '"}')
+      string.rep("x", config.big_bytes or 3 * 1024 * 1024) .. '"}')
   end
   -- Answers depend only on the API, the request's centre and limits and
   -- the config, so identical ones are built once (hundreds of concurrent

@@ -163,6 +163,15 @@ describe("whatsat replies", function()
     assert.equal(1, #core.answered)
   end)
 
+  it("leaves the answer to the request in flight when a reload fires the watchdog early", function()
+    ask("kiwi.cs.ucla.edu", 10, 5)
+    core.fire_timers(true) -- premature: these scripts were replaced
+    assert.equal(0, #core.answered)
+    core.http_calls[1].cb({ status = 200, headers = {}, body = legacy_body(5) })
+    assert.equal(1, #core.answered)
+    assert.equal("OK", cjson.decode(select(2, split_reply(core.answers[1]))).status)
+  end)
+
   it("cancels the watchdog when the provider answers", function()
     ask("kiwi.cs.ucla.edu", 10, 5)
     core.http_calls[1].cb({ status = 200, headers = {}, body = legacy_body(5) })
