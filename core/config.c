@@ -12,10 +12,10 @@
 #include "script.h"
 
 static const char *known_keys[] = {
-    "servers",  "links",      "scripts",      "places",
-    "log_dir",  "log_format", "secret",       "secret_is_development",
-    "insecure", "limits",     "links_redial", "admin_socket",
-    NULL};
+    "servers",   "links",      "scripts",       "places",
+    "log_dir",   "log_format", "secret",        "secret_is_development",
+    "insecure",  "limits",     "links_redial",  "admin_socket",
+    "state_dir", "state_sync", "state_sync_ms", NULL};
 
 static const char *limit_keys[] = {"max_line",
                                    "out_pause",
@@ -103,6 +103,7 @@ static void apply_env(lua_State *L) {
       {"HERD_PLACES_KEY", "places", "key"},
       {"HERD_SECRET", NULL, "secret"},
       {"HERD_LOG_DIR", NULL, "log_dir"},
+      {"HERD_STATE_DIR", NULL, "state_dir"},
   };
   for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
     const char *v = getenv(map[i].var);
@@ -368,6 +369,32 @@ static int parse_scripts(lua_State *L, config_t *cfg, char *err,
   return 0;
 }
 
+static int parse_state(lua_State *L, config_t *cfg, char *err, size_t errlen) {
+  char *sync = NULL;
+  long ms = 100;
+  int rc = 0;
+  if (get_str(L, cfg->path, "state_dir", &cfg->state_dir, err, errlen) < 0 ||
+      get_str(L, cfg->path, "state_sync", &sync, err, errlen) < 0 ||
+      get_int(L, cfg->path, "", "state_sync_ms", 1, 3600000, &ms, err, errlen) <
+          0)
+    rc = -1;
+  int mode = sync ? state_sync_parse(sync) : STATE_SYNC_BATCH;
+  if (rc == 0 && mode < 0) {
+    snprintf(err, errlen,
+             "%s: state_sync must be \"always\", \"batch\" or \"off\"",
+             cfg->path);
+    rc = -1;
+  }
+  free(sync);
+  if (cfg->state_dir && !*cfg->state_dir) {
+    free(cfg->state_dir);
+    cfg->state_dir = NULL;
+  }
+  cfg->state_sync = mode < 0 ? STATE_SYNC_BATCH : (state_sync_t)mode;
+  cfg->state_sync_ms = (unsigned)ms;
+  return rc;
+}
+
 int config_load(lua_State *L, const char *path, config_t *cfg, char *err,
                 size_t errlen) {
   memset(cfg, 0, sizeof *cfg);
@@ -402,7 +429,8 @@ int config_load(lua_State *L, const char *path, config_t *cfg, char *err,
       snprintf(err, errlen,
                "%s: unknown key '%s' (known: servers, links, scripts, places, "
                "log_dir, log_format, secret, secret_is_development, "
-               "insecure, limits, links_redial, admin_socket)",
+               "insecure, limits, links_redial, admin_socket, state_dir, "
+               "state_sync, state_sync_ms)",
                path, k);
       lua_pop(L, 2);
       return -1;
@@ -442,6 +470,7 @@ int config_load(lua_State *L, const char *path, config_t *cfg, char *err,
     }
     lua_pop(L, 1);
   }
+  if (rc == 0 && parse_state(L, cfg, err, errlen) < 0) rc = -1;
   if (cfg->secret && !*cfg->secret) {
     free(cfg->secret);
     cfg->secret = NULL;
@@ -467,6 +496,7 @@ void config_free(config_t *cfg) {
   free(cfg->secret);
   free(cfg->admin_socket);
   free(cfg->places_provider);
+  free(cfg->state_dir);
   memset(cfg, 0, sizeof *cfg);
 }
 

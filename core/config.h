@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "conn.h"
+#include "state.h"
 
 #define CONFIG_REGISTRY_KEY "herd.config"
 
@@ -40,6 +41,9 @@ typedef struct config {
   unsigned redial_min_ms, redial_max_ms;
   unsigned peer_timeout_ms; /* a link silent this long is dropped */
   long max_records;         /* clients the store keeps */
+  char *state_dir;          /* NULL: records in memory only */
+  state_sync_t state_sync;
+  unsigned state_sync_ms;
 } config_t;
 
 /* Runs the config file in L, applies HERD_* overrides to its table, keeps the

@@ -22,6 +22,7 @@
 #include "peer.h"
 #include "places.h"
 #include "script.h"
+#include "state.h"
 #include "store.h"
 
 #define MAX_EXTRA_SCRIPTS 64
@@ -259,6 +260,13 @@ static int run_check(const options_t *o) {
     rc = 1;
   }
   places_close();
+  for (int i = 0; cfg.state_dir && i < cfg.nservers; i++) {
+    if (o->name && strcmp(o->name, cfg.servers[i].name) != 0) continue;
+    if (state_check(cfg.state_dir, cfg.servers[i].name, err, sizeof err) < 0) {
+      fprintf(stderr, "herd: %s\n", err);
+      rc = 1;
+    }
+  }
   if (rc == 0)
     printf("%s: ok (%d servers, %d scripts)\n", o->config, cfg.nservers,
            cfg.nscripts);
@@ -285,6 +293,7 @@ static void on_log_timer(uv_timer_t *t) {
  * busy server makes one write per batch, not one per loop turn (8 % of its
  * IAMAT throughput). */
 static void on_loop_phase(void) {
+  state_commit(); /* before the replies that acknowledge its records */
   peer_flush_all();
   conn_flush_all();
   log_tick();
@@ -529,6 +538,13 @@ int main(int argc, char **argv) {
     log_close();
     return 1;
   }
+  if (server_cfg.state_dir &&
+      state_open(loop, server_cfg.state_dir, opts.name, server_cfg.state_sync,
+                 server_cfg.state_sync_ms, err, sizeof err) < 0) {
+    log_error("%s", err);
+    log_close();
+    return 1;
+  }
   char admin_sock[4096];
   admin_path(&server_cfg, opts.name, admin_sock, sizeof admin_sock);
   const config_server_t *me = &server_cfg.servers[self_idx];
@@ -595,6 +611,7 @@ int main(int argc, char **argv) {
   log_info("stopped (%ld Lua references were live, %ld left)", refs_before,
            script_live_refs());
   places_close();
+  state_close();
   store_free();
   config_free(&server_cfg);
   log_close();
