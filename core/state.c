@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -329,15 +328,6 @@ fail:
   return -1;
 }
 
-/* Reading the whole file at start-up brings its pages into this process's
- * map; they are the page cache's, not the server's: let them go so the
- * state does not count twice in its memory. */
-static void drop_map_pages(void) {
-  MDB_envinfo info;
-  if (env && mdb_env_info(env, &info) == 0 && info.me_mapaddr)
-    madvise(info.me_mapaddr, info.me_mapsize, MADV_DONTNEED);
-}
-
 int state_open(uv_loop_t *loop, const char *dir, const char *name,
                state_sync_t mode, unsigned sync_ms, char *err, size_t errlen) {
   char path[4096];
@@ -369,7 +359,13 @@ int state_open(uv_loop_t *loop, const char *dir, const char *name,
   long n = walk(txn, records_dbi, 1, err, errlen);
   mdb_txn_abort(txn);
   if (n < 0) goto fail_env;
-  drop_map_pages();
+  /* Reading the whole file brought its pages into this process's map;
+   * they are the page cache's, not the server's (and LMDB does not tell
+   * where its map is): a fresh map lets them go, so the state does not
+   * count twice in the server's memory. */
+  mdb_env_close(env);
+  env = NULL;
+  if (open_env(path, 0, flags, &records_dbi, err, errlen) < 0) goto fail;
   log_info("state: %ld records loaded from %s in %.1f ms (state_sync %s)", n,
            data_path, (double)(uv_hrtime() - t0) / 1e6, state_sync_name(mode));
   sync_mode = mode;
