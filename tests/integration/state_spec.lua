@@ -46,7 +46,7 @@ describe("state on disk", function()
     h = nil
   end)
 
-  for _, case in ipairs({ { "always", "KILL" }, { "batch", "TERM" } }) do
+  for _, case in ipairs({ { "always", "KILL" }, { "batch", "KILL" }, { "batch", "TERM" } }) do
     local sync, sig = case[1], case[2]
     it(("state_sync %s: SIGKILL/SIGTERM of the whole herd (%s), restart: every record is back"):format(sync, sig), function()
       local dir = herd.tmpdir()
