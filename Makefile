@@ -1,7 +1,7 @@
 # herd: build, run, test. `make help` lists the targets.
 PREFIX  ?= /usr/local
 DESTDIR ?=
-PKGS    := lua5.4 libuv libcurl openssl
+PKGS    := lua5.4 libuv libcurl openssl lmdb
 CC      ?= cc
 
 # SANITIZE=1 builds an AddressSanitizer + UndefinedBehaviorSanitizer binary

@@ -18,11 +18,12 @@
  * reads keys of its own declares them with core.config_key. Tables no row
  * names (links, scripts) belong to whoever reads them. */
 static const char *const top_keys[] = {
-    "servers",      "links",      "scripts",
-    "places",       "log_dir",    "log_format",
-    "log_io",       "secret",     "secret_is_development",
-    "insecure",     "limits",     "links_redial",
-    "admin_socket", "tls",        "peers_from",
+    "servers",       "links",      "scripts",
+    "places",        "log_dir",    "log_format",
+    "log_io",        "secret",     "secret_is_development",
+    "insecure",      "limits",     "links_redial",
+    "admin_socket",  "tls",        "peers_from",
+    "state_dir",     "state_sync", "state_sync_ms",
     NULL};
 static const char *const server_keys[] = {"port", "peer_port", "host", NULL};
 /* What the built-in places scripts (scripts/places/) and the core's local
@@ -175,6 +176,7 @@ static void apply_env(lua_State *L) {
       {"HERD_PLACES_KEY", "places", "key"},
       {"HERD_SECRET", NULL, "secret"},
       {"HERD_LOG_DIR", NULL, "log_dir"},
+      {"HERD_STATE_DIR", NULL, "state_dir"},
   };
   for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
     const char *v = getenv(map[i].var);
@@ -774,6 +776,38 @@ static int parse_scripts(lua_State *L, config_t *cfg, char *err,
   return 0;
 }
 
+static int parse_state(lua_State *L, config_t *cfg, char *err, size_t errlen) {
+  char *sync = NULL;
+  long ms = 100;
+  int rc = 0;
+  if (get_str(L, cfg->path, "", "state_dir", &cfg->state_dir, err, errlen) <
+          0 ||
+      get_str(L, cfg->path, "", "state_sync", &sync, err, errlen) < 0 ||
+      get_int(L, cfg->path, "", "state_sync_ms", 1, 3600000, &ms, err, errlen) <
+          0)
+    rc = -1;
+  int mode = sync ? state_sync_parse(sync) : STATE_SYNC_BATCH;
+  if (rc == 0 && mode < 0) {
+    snprintf(err, errlen,
+             "%s: state_sync must be \"always\", \"batch\" or \"off\"",
+             cfg->path);
+    rc = -1;
+  }
+  free(sync);
+  if (cfg->state_dir && !*cfg->state_dir) {
+    free(cfg->state_dir);
+    cfg->state_dir = NULL;
+  }
+  /* Relative to the config file, as log_dir; HERD_STATE_DIR is the
+   * shell's, relative to the working directory. */
+  const char *env_dir = getenv("HERD_STATE_DIR");
+  if (cfg->state_dir && (!env_dir || !*env_dir))
+    beside_config(cfg, &cfg->state_dir);
+  cfg->state_sync = mode < 0 ? STATE_SYNC_BATCH : (state_sync_t)mode;
+  cfg->state_sync_ms = (unsigned)ms;
+  return rc;
+}
+
 int config_load(lua_State *L, const char *path, config_t *cfg, char *err,
                 size_t errlen) {
   memset(cfg, 0, sizeof *cfg);
@@ -827,6 +861,7 @@ int config_load(lua_State *L, const char *path, config_t *cfg, char *err,
   cfg->log_json = log_format && strcmp(log_format, "json") == 0;
   free(log_format);
   if (rc == 0) rc = parse_places(L, cfg, err, errlen);
+  if (rc == 0 && parse_state(L, cfg, err, errlen) < 0) rc = -1;
   if (!cfg->log_dir) cfg->log_dir = xstrdup("logs");
   /* Paths in the file are relative to the file (as scripts and places.data
    * are), so herd ctl finds the socket from any directory; HERD_LOG_DIR is
@@ -860,6 +895,7 @@ void config_free(config_t *cfg) {
   free(cfg->peers_from);
   free(cfg->admin_socket);
   free(cfg->places_provider);
+  free(cfg->state_dir);
   memset(cfg, 0, sizeof *cfg);
 }
 

@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "conn.h"
+#include "state.h"
 
 #define CONFIG_REGISTRY_KEY "herd.config"
 /* A server name is a field of the protocol and part of file names: 1 to
@@ -58,6 +59,9 @@ typedef struct config {
   long max_records;           /* clients the store keeps */
   size_t peer_out_max;        /* a link's unsent bytes before it is dropped */
   unsigned peer_handshake_ms; /* a peer connection's time to authenticate */
+  char *state_dir;            /* NULL: records in memory only */
+  state_sync_t state_sync;
+  unsigned state_sync_ms;
 } config_t;
 
 /* Runs the config file in L, applies HERD_* overrides to its table, keeps the

@@ -22,6 +22,7 @@
 #include "peer.h"
 #include "places.h"
 #include "script.h"
+#include "state.h"
 #include "store.h"
 
 #define MAX_EXTRA_SCRIPTS 64
@@ -285,6 +286,13 @@ static int run_check(const options_t *o) {
     rc = 1;
   }
   places_close();
+  for (int i = 0; cfg.state_dir && i < cfg.nservers; i++) {
+    if (o->name && strcmp(o->name, cfg.servers[i].name) != 0) continue;
+    if (state_check(cfg.state_dir, cfg.servers[i].name, err, sizeof err) < 0) {
+      fprintf(stderr, "herd: %s\n", err);
+      rc = 1;
+    }
+  }
   if (rc == 0)
     printf("%s: ok (%d servers, %d scripts)\n", o->config, cfg.nservers,
            cfg.nscripts);
@@ -311,6 +319,7 @@ static void on_log_timer(uv_timer_t *t) {
  * busy server makes one write per batch, not one per loop turn (8 % of its
  * IAMAT throughput). */
 static void on_loop_phase(void) {
+  state_commit(); /* before the replies that acknowledge its records */
   peer_flush_all();
   conn_flush_all();
   log_tick();
@@ -405,6 +414,10 @@ static void restart_needed(lua_State *L, const config_t *c, char *out,
               str_differs(c->tls_key, o->tls_key) ||
               str_differs(c->tls_ca, o->tls_ca),
           "tls");
+  CHANGED(str_differs(c->state_dir, o->state_dir) ||
+              c->state_sync != o->state_sync ||
+              c->state_sync_ms != o->state_sync_ms,
+          "state_dir/state_sync");
   CHANGED(str_differs(c->log_dir, o->log_dir) || c->log_json != o->log_json,
           "log_dir/log_format");
   CHANGED(str_differs(c->admin_socket, o->admin_socket), "admin_socket");
@@ -598,6 +611,13 @@ int main(int argc, char **argv) {
     log_close();
     return 1;
   }
+  if (server_cfg.state_dir &&
+      state_open(loop, server_cfg.state_dir, opts.name, server_cfg.state_sync,
+                 server_cfg.state_sync_ms, err, sizeof err) < 0) {
+    log_error("%s", err);
+    log_close();
+    return 1;
+  }
   char admin_sock[4096];
   admin_path(&server_cfg, opts.name, admin_sock, sizeof admin_sock);
   const config_server_t *me = &server_cfg.servers[self_idx];
@@ -668,6 +688,7 @@ int main(int argc, char **argv) {
   log_info("stopped (%ld Lua references were live, %ld left)", refs_before,
            script_live_refs());
   places_close();
+  state_close();
   store_free();
   free(running_nb);
   config_free(&server_cfg);

@@ -15,6 +15,7 @@ static store_rec_t **table;
 static size_t table_cap; /* power of two */
 static size_t count, bytes;
 static size_t max_count = SIZE_MAX;
+static void (*on_change)(const store_rec_t *r);
 /* tree[0] = root, tree[1] = level 1 (FANOUT nodes), ... leaves last. */
 static uint64_t *tree[STORE_DEPTH + 1];
 static store_rec_t **leaves;
@@ -57,6 +58,10 @@ int store_init(void) {
   }
   leaves = xcalloc(STORE_LEAVES, sizeof *leaves);
   return 0;
+}
+
+void store_on_change(void (*fn)(const store_rec_t *r)) {
+  on_change = fn;
 }
 
 void store_set_limit(size_t max_clients) {
@@ -189,6 +194,7 @@ int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
     old->digest = digest;
     old->line_len = (uint16_t)line_len;
     memcpy(old->data + client_len, line, line_len);
+    if (on_change) on_change(old);
     return 1;
   }
 
@@ -217,6 +223,7 @@ int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
   tree_apply(leaf, delta);
   bytes += sizeof *r + client_len + line_len;
   if (count > table_cap) grow();
+  if (on_change) on_change(r);
   return 1;
 }
 

@@ -45,6 +45,9 @@ int store_init(void);
  * records, during which nothing else runs; a no-op when the key is the
  * current one. */
 void store_set_tree_key(const uint8_t key[16]);
+/* fn is called with every record store_put keeps (after it is in place),
+ * so the state on disk can follow; NULL: nobody. */
+void store_on_change(void (*fn)(const store_rec_t *r));
 /* The most clients the store keeps (limits.max_records); default none. */
 void store_set_limit(size_t max_clients);
 void store_free(void);

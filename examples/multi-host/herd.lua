@@ -50,6 +50,11 @@ return {
   log_dir = "/var/log/herd",        -- <log_dir>/<NAME>.log
   log_format = "json",
 
+  -- Records on disk, so a herd restarted at once (a redeploy, a power cut)
+  -- keeps its clients; see docs/operations.md, "State on disk".
+  state_dir = "/var/lib/herd",      -- <state_dir>/<NAME>/
+  state_sync = "batch",             -- fsync at most every state_sync_ms
+
   -- One server per machine, so one fixed path does. This path is used for
   -- every server of this file: to run several of them on one machine,
   -- leave admin_socket out, and each gets <log_dir>/<NAME>.sock.
