@@ -163,11 +163,14 @@ static int parse_servers(lua_State *L, config_t *cfg, char *err,
     s->name = xstrdup(lua_tostring(L, -2));
     char where[300];
     snprintf(where, sizeof where, "servers.%s.", s->name);
-    long port = 0, peer = 0;
+    long port = 0, peer = 0, metrics = 0;
     if (get_int(L, file, where, "port", 1, 65535, &port, err, errlen) < 0 ||
         get_int(L, file, where, "peer_port", 1, 65535, &peer, err, errlen) <
             0 ||
-        get_str(L, file, "host", &s->host, err, errlen) < 0) {
+        get_int(L, file, where, "metrics_port", 1, 65535, &metrics, err,
+                errlen) < 0 ||
+        get_str(L, file, "host", &s->host, err, errlen) < 0 ||
+        get_str(L, file, "metrics_host", &s->metrics_host, err, errlen) < 0) {
       lua_pop(L, 3);
       return -1;
     }
@@ -187,13 +190,22 @@ static int parse_servers(lua_State *L, config_t *cfg, char *err,
     s->port = (int)port;
     s->peer_port = peer ? (int)peer : (int)port + 1000;
     if (!s->host) s->host = xstrdup("127.0.0.1");
+    s->metrics_port = (int)metrics;
+    if (!s->metrics_host) s->metrics_host = xstrdup("127.0.0.1");
     struct sockaddr_in6 probe;
+    const char *bad = NULL;
     if (uv_ip4_addr(s->host, 1, (struct sockaddr_in *)&probe) != 0 &&
-        uv_ip6_addr(s->host, 1, &probe) != 0) {
+        uv_ip6_addr(s->host, 1, &probe) != 0)
+      bad = "host";
+    else if (uv_ip4_addr(s->metrics_host, 1, (struct sockaddr_in *)&probe) !=
+                 0 &&
+             uv_ip6_addr(s->metrics_host, 1, &probe) != 0)
+      bad = "metrics_host";
+    if (bad) {
       snprintf(err, errlen,
-               "%s: servers.%s.host must be an IPv4 or IPv6 "
+               "%s: servers.%s.%s must be an IPv4 or IPv6 "
                "address, got '%s'",
-               file, s->name, s->host);
+               file, s->name, bad, *bad == 'h' ? s->host : s->metrics_host);
       lua_pop(L, 3);
       return -1;
     }
@@ -456,6 +468,7 @@ void config_free(config_t *cfg) {
   for (int i = 0; i < cfg->nservers; i++) {
     free(cfg->servers[i].name);
     free(cfg->servers[i].host);
+    free(cfg->servers[i].metrics_host);
   }
   free(cfg->servers);
   for (int i = 0; i < cfg->nscripts; i++)

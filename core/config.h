@@ -17,6 +17,8 @@ typedef struct config_server {
   char *host;
   int port;
   int peer_port;
+  int metrics_port;   /* 0: no metrics listener */
+  char *metrics_host; /* default 127.0.0.1 */
 } config_server_t;
 
 typedef struct config {

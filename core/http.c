@@ -25,6 +25,7 @@
 #include "buf.h"
 #include "idmap.h"
 #include "log.h"
+#include "metrics.h"
 #include "script.h"
 
 #ifndef HERD_VERSION
@@ -90,7 +91,8 @@ void http_get_stats(http_stats_t *out) {
 }
 
 static void count_done(const http_req_t *r) {
-  uint64_t us = (uv_hrtime() - r->started) / 1000;
+  uint64_t ns = uv_hrtime() - r->started, us = ns / 1000;
+  metrics_observe(METRICS_HTTP, ns);
   H.stats.completed++;
   if (r->result != CURLE_OK || r->too_big) H.stats.failed++;
   H.stats.latency_us_total += us;
