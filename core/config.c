@@ -17,15 +17,27 @@
  * it to its table's list (and a row for a new nested table); a script that
  * reads keys of its own declares them with core.config_key. Tables no row
  * names (links, scripts) belong to whoever reads them. */
-static const char *const top_keys[] = {
-    "servers",       "links",      "scripts",
-    "places",        "log_dir",    "log_format",
-    "log_io",        "secret",     "secret_is_development",
-    "insecure",      "limits",     "links_redial",
-    "admin_socket",  "tls",        "peers_from",
-    "state_dir",     "state_sync", "state_sync_ms",
-    NULL};
-static const char *const server_keys[] = {"port", "peer_port", "host", NULL};
+static const char *const top_keys[] = {"servers",
+                                       "links",
+                                       "scripts",
+                                       "places",
+                                       "log_dir",
+                                       "log_format",
+                                       "log_io",
+                                       "secret",
+                                       "secret_is_development",
+                                       "insecure",
+                                       "limits",
+                                       "links_redial",
+                                       "admin_socket",
+                                       "tls",
+                                       "peers_from",
+                                       "state_dir",
+                                       "state_sync",
+                                       "state_sync_ms",
+                                       NULL};
+static const char *const server_keys[] = {
+    "port", "peer_port", "host", "metrics_port", "metrics_host", NULL};
 /* What the built-in places scripts (scripts/places/) and the core's local
  * provider (data) read. */
 static const char *const places_keys[] = {
@@ -70,6 +82,7 @@ static const struct {
 } server_ports[] = {
     {"port", offsetof(config_server_t, port)},
     {"peer_port", offsetof(config_server_t, peer_port)},
+    {"metrics_port", offsetof(config_server_t, metrics_port)},
 };
 
 /* The places providers of scripts/places/init.lua (keep both in step) and
@@ -294,11 +307,15 @@ static int parse_servers(lua_State *L, config_t *cfg, char *err,
     }
     char where[300];
     snprintf(where, sizeof where, "servers.%s.", s->name);
-    long port = 0, peer = 0;
+    long port = 0, peer = 0, metrics = 0;
     if (get_int(L, file, where, "port", 1, 65535, &port, err, errlen) < 0 ||
         get_int(L, file, where, "peer_port", 1, 65535, &peer, err, errlen) <
             0 ||
-        get_str(L, file, where, "host", &s->host, err, errlen) < 0) {
+        get_int(L, file, where, "metrics_port", 1, 65535, &metrics, err,
+                errlen) < 0 ||
+        get_str(L, file, where, "host", &s->host, err, errlen) < 0 ||
+        get_str(L, file, where, "metrics_host", &s->metrics_host, err, errlen) <
+            0) {
       lua_pop(L, 3);
       return -1;
     }
@@ -318,6 +335,8 @@ static int parse_servers(lua_State *L, config_t *cfg, char *err,
     s->port = (int)port;
     s->peer_port = peer ? (int)peer : (int)port + 1000;
     if (!s->host) s->host = xstrdup("127.0.0.1");
+    s->metrics_port = (int)metrics;
+    if (!s->metrics_host) s->metrics_host = xstrdup("127.0.0.1");
     struct sockaddr_in6 probe;
     if (uv_ip4_addr(s->host, 1, (struct sockaddr_in *)&probe) != 0 &&
         uv_ip6_addr(s->host, 1, &probe) != 0 && !is_hostname(s->host)) {
@@ -328,13 +347,22 @@ static int parse_servers(lua_State *L, config_t *cfg, char *err,
       lua_pop(L, 3);
       return -1;
     }
+    /* A listening address: no name to resolve. */
+    if (uv_ip4_addr(s->metrics_host, 1, (struct sockaddr_in *)&probe) != 0 &&
+        uv_ip6_addr(s->metrics_host, 1, &probe) != 0) {
+      snprintf(err, errlen,
+               "%s: servers.%s.metrics_host must be an IPv4 or IPv6 "
+               "address, got '%s'",
+               file, s->name, s->metrics_host);
+      lua_pop(L, 3);
+      return -1;
+    }
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
   /* In name order, so messages (and server indexes) do not depend on the
    * order Lua's hash gives. */
-  qsort(cfg->servers, (size_t)cfg->nservers, sizeof *cfg->servers,
-        cmp_server);
+  qsort(cfg->servers, (size_t)cfg->nservers, sizeof *cfg->servers, cmp_server);
   return check_port_clashes(cfg, err, errlen);
 }
 
@@ -877,6 +905,7 @@ void config_free(config_t *cfg) {
   for (int i = 0; i < cfg->nservers; i++) {
     free(cfg->servers[i].name);
     free(cfg->servers[i].host);
+    free(cfg->servers[i].metrics_host);
   }
   free(cfg->servers);
   for (int i = 0; i < cfg->nscripts; i++)

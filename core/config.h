@@ -21,6 +21,8 @@ typedef struct config_server {
   char *host;
   int port;
   int peer_port;
+  int metrics_port;   /* 0: no metrics listener */
+  char *metrics_host; /* default 127.0.0.1 */
 } config_server_t;
 
 /* An address block of peers_from: family AF_INET or AF_INET6. */

@@ -9,6 +9,7 @@
 #include "buf.h"
 #include "idmap.h"
 #include "log.h"
+#include "metrics.h"
 #include "script.h"
 #include "wqueue.h"
 
@@ -24,7 +25,9 @@
 typedef struct slot {
   struct slot *next;
   struct conn *conn;
-  uint64_t token; /* nonzero while registered for conn_answer */
+  uint64_t token;   /* nonzero while registered for conn_answer */
+  uint64_t started; /* uv_hrtime when its line was read (timed: metrics) */
+  int timed;        /* 1 + metrics_hist_t of its command, or 0 */
   int ready;
   buf_t text;
 } slot_t;
@@ -168,8 +171,26 @@ static int push_on_line(lua_State *L, void *ud) {
   return 2;
 }
 
+/* 1 + the histogram of a line's command (IAMAT, WHATSAT), or 0. */
+static int timed_command(const char *line, size_t len) {
+  static const char ws[] = " \t\r\n\f\v";
+  while (len && strchr(ws, *line) && *line) {
+    line++;
+    len--;
+  }
+  if (len > 5 && memcmp(line, "IAMAT", 5) == 0 && line[5] &&
+      strchr(ws, line[5]))
+    return 1 + METRICS_IAMAT;
+  if (len > 7 && memcmp(line, "WHATSAT", 7) == 0 && line[7] &&
+      strchr(ws, line[7]))
+    return 1 + METRICS_WHATSAT;
+  return 0;
+}
+
 static void handle_line(conn_t *c, const char *line, size_t len) {
   if (len && line[len - 1] == '\r') len--;
+  uint64_t started = uv_hrtime();
+  int timed = timed_command(line, len);
   c->got_line = 1;
   stats.lines_in++;
   log_data("IN", c->addr, line, len);
@@ -203,6 +224,12 @@ static void handle_line(conn_t *c, const char *line, size_t len) {
       lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
   if (text && !deferred && !c->closing) reply(c, text, n);
   lua_pop(L, 1);
+  if (deferred) {
+    deferred->started = started;
+    deferred->timed = timed;
+  } else if (timed) {
+    metrics_observe((metrics_hist_t)(timed - 1), uv_hrtime() - started);
+  }
 }
 
 static void too_long(conn_t *c, const char *start, size_t len) {
@@ -604,6 +631,8 @@ int conn_answer(uint64_t token, const char *data, size_t len) {
   if (!s) return -1;
   s->token = 0;
   s->ready = 1;
+  if (s->timed)
+    metrics_observe((metrics_hist_t)(s->timed - 1), uv_hrtime() - s->started);
   buf_append(&s->text, data, len);
   drain_slots(s->conn);
   return 0;

@@ -1,12 +1,17 @@
 /* http: see http.h.
  *
  * The shape is curl's docs/examples/multi-uv.c with the fixes its history
- * taught (see ANCHORS.md section 2): a 0 ms curl timeout becomes a 1 ms uv
- * timer (libuv 1.44 would otherwise run a zero timer restarted from its own
- * callback in the same pass, busy-looping), -1 stops the timer, the timer is
- * never repeating and never stopped on socket activity, completions are
- * drained after every curl_multi_socket_action, and a poll error is passed on
- * to curl as CURL_CSELECT_ERR. */
+ * taught (see ANCHORS.md section 2): a 0 ms curl timeout ("act now") is run
+ * from a check handle in the same loop iteration, not from a uv timer (a
+ * 1 ms timer, against libuv 1.44's busy loop on a zero timer restarted from
+ * its own callback, added 1-2 ms to every request with libuv's millisecond
+ * clock); an idle handle, active only while such an action is pending,
+ * keeps the poll phase from sleeping before the check phase runs it, and an
+ * action asked for from inside the check callback waits for the next
+ * iteration's check phase, so nothing busy-loops within one pass. -1 stops
+ * the timer, the timer is never repeating and never stopped on socket
+ * activity, completions are drained after every curl_multi_socket_action,
+ * and a poll error is passed on to curl as CURL_CSELECT_ERR. */
 #include "http.h"
 
 #include <curl/curl.h>
@@ -20,6 +25,7 @@
 #include "buf.h"
 #include "idmap.h"
 #include "log.h"
+#include "metrics.h"
 #include "script.h"
 
 #ifndef HERD_VERSION
@@ -66,6 +72,8 @@ static struct {
   uv_loop_t *loop;
   CURLM *multi;
   uv_timer_t timer;
+  uv_check_t kick;     /* runs a 0 ms curl timeout: active while pending */
+  uv_idle_t kick_idle; /* keeps the loop awake until the kick has run   */
   int global_init;
   idmap_t reqs;       /* id -> request, until called back or cancelled */
   http_req_t *active; /* requests inside the multi handle             */
@@ -83,7 +91,8 @@ void http_get_stats(http_stats_t *out) {
 }
 
 static void count_done(const http_req_t *r) {
-  uint64_t us = (uv_hrtime() - r->started) / 1000;
+  uint64_t ns = uv_hrtime() - r->started, us = ns / 1000;
+  metrics_observe(METRICS_HTTP, ns);
   H.stats.completed++;
   if (r->result != CURLE_OK || r->too_big) H.stats.failed++;
   H.stats.latency_us_total += us;
@@ -128,6 +137,11 @@ static void sock_close(http_sock_t *s) {
 static CURLM *multi_new(void);
 static void run_batch(http_req_t *r);
 
+static void kick_stop(void) {
+  uv_check_stop(&H.kick);
+  uv_idle_stop(&H.kick_idle);
+}
+
 /* After a failed curl_multi_socket_action the state of every transfer is
  * uncertain and the multi handle must not be used again (libcurl's docs):
  * fail every request and start over with a fresh multi handle. */
@@ -151,6 +165,7 @@ static void fail_all(CURLMcode rc) {
   while (H.socks)
     sock_close(H.socks);
   uv_timer_stop(&H.timer);
+  kick_stop();
   H.multi = multi_new(); /* NULL makes core.http refuse */
   run_batch(batch);
 }
@@ -181,6 +196,13 @@ static void on_uv_poll(uv_poll_t *h, int status, int events) {
 static void on_uv_timer(uv_timer_t *t) {
   action(CURL_SOCKET_TIMEOUT, 0);
 }
+
+static void on_kick(uv_check_t *h) {
+  kick_stop(); /* before the action, which may ask for another */
+  action(CURL_SOCKET_TIMEOUT, 0);
+}
+
+static void on_kick_idle(uv_idle_t *h) {} /* the check handle does the work */
 
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
                           void *socketp) {
@@ -228,13 +250,19 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
   return 0;
 }
 
+/* Each call replaces the timeout before it. 0 means "now, but not from
+ * inside this callback": see the top. */
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp) {
-  if (timeout_ms < 0) {
+  if (timeout_ms == 0) {
     uv_timer_stop(&H.timer);
+    uv_check_start(&H.kick, on_kick);
+    uv_idle_start(&H.kick_idle, on_kick_idle);
   } else {
-    /* 0 means "soon, but not from inside this callback"; see the top. */
-    uv_timer_start(&H.timer, on_uv_timer,
-                   timeout_ms > 0 ? (uint64_t)timeout_ms : 1, 0);
+    kick_stop();
+    if (timeout_ms < 0)
+      uv_timer_stop(&H.timer);
+    else
+      uv_timer_start(&H.timer, on_uv_timer, (uint64_t)timeout_ms, 0);
   }
   return 0;
 }
@@ -676,9 +704,13 @@ int http_init(uv_loop_t *loop, char *err, size_t errlen) {
     snprintf(err, errlen, "http timer: %s", uv_strerror(rc));
     return -1;
   }
+  uv_check_init(loop, &H.kick);
+  uv_idle_init(loop, &H.kick_idle);
   H.multi = multi_new();
   if (!H.multi) {
     uv_close((uv_handle_t *)&H.timer, NULL);
+    uv_close((uv_handle_t *)&H.kick, NULL);
+    uv_close((uv_handle_t *)&H.kick_idle, NULL);
     snprintf(err, errlen, "curl_multi_init failed");
     return -1;
   }
@@ -711,6 +743,9 @@ void http_shutdown(void) {
   H.nbyfd = 0;
   uv_timer_stop(&H.timer);
   uv_close((uv_handle_t *)&H.timer, NULL);
+  kick_stop();
+  uv_close((uv_handle_t *)&H.kick, NULL);
+  uv_close((uv_handle_t *)&H.kick_idle, NULL);
   idmap_free(&H.reqs);
   H.loop = NULL;
   if (H.global_init) curl_global_cleanup();

@@ -1,6 +1,7 @@
 /* http: asynchronous HTTP(S) client requests for the scripts.
  * Owns one libcurl multi handle driven by the libuv loop (one uv_timer_t for
- * curl's timeout, one uv_poll_t per socket descriptor curl asks us to watch,
+ * curl's timeouts, a uv_check_t and a uv_idle_t for its "act now" zero
+ * timeouts, one uv_poll_t per socket descriptor curl asks us to watch,
  * kept stopped while its connection idles in curl's cache: the
  * pattern of curl's docs/examples/multi-uv.c), every request in flight and
  * the Lua callback reference each one holds. No threads of ours and no

@@ -16,6 +16,7 @@
 #include "idmap.h"
 #include "log.h"
 #include "lua_core.h"
+#include "metrics.h"
 #include "peer.h"
 #include "places.h"
 #include "script.h"
@@ -278,11 +279,6 @@ static int l_links(lua_State *L) {
   return 1;
 }
 
-static void set_int(lua_State *L, const char *k, uint64_t v) {
-  lua_pushinteger(L, (lua_Integer)v);
-  lua_setfield(L, -2, k);
-}
-
 static uint64_t reloads, reload_failures;
 
 void lua_core_count_reload(int ok) {
@@ -292,51 +288,14 @@ void lua_core_count_reload(int ok) {
     reload_failures++;
 }
 
+void lua_core_reloads(uint64_t *ok, uint64_t *failed) {
+  *ok = reloads;
+  *failed = reload_failures;
+}
+
+/* The list lives in metrics.c, which /metrics prints too. */
 int lua_core_stats(lua_State *L) {
-  const conn_stats_t *c = conn_stats();
-  const peer_stats_t *p = peer_stats();
-  http_stats_t h;
-  http_get_stats(&h);
-  lua_newtable(L);
-  set_int(L, "connections", c->open);
-  set_int(L, "accepted", c->accepted);
-  set_int(L, "refused", c->refused);
-  set_int(L, "lines_in", c->lines_in);
-  set_int(L, "replies_out", c->replies_out);
-  set_int(L, "bytes_in", c->bytes_in);
-  set_int(L, "bytes_out", c->bytes_out);
-  set_int(L, "script_errors", c->script_errors);
-  set_int(L, "lines_too_long", c->too_long);
-  set_int(L, "timeouts", c->timeouts);
-  set_int(L, "records", store_count());
-  set_int(L, "record_bytes", store_bytes());
-  set_int(L, "peer_frames_in", p->frames_in);
-  set_int(L, "peer_frames_out", p->frames_out);
-  set_int(L, "peer_records_in", p->records_in);
-  set_int(L, "peer_records_out", p->records_out);
-  set_int(L, "peer_records_flooded", p->records_flooded);
-  set_int(L, "records_refused", p->records_refused);
-  set_int(L, "peer_records_stale", p->records_stale);
-  set_int(L, "peer_auth_failures", p->auth_failures);
-  set_int(L, "peer_out_drops", p->out_drops);
-  set_int(L, "peer_handshakes_evicted", p->handshakes_evicted);
-  set_int(L, "peer_handshake_timeouts", p->handshake_timeouts);
-  set_int(L, "peer_refused_from", p->peers_refused);
-  set_int(L, "peer_insecure", (uint64_t)peer_insecure()); /* 1: plaintext */
-  set_int(L, "reconciles", p->reconciles);
-  set_int(L, "sync_bytes_out", p->sync_bytes_out);
-  set_int(L, "http_in_flight", (uint64_t)http_in_flight());
-  set_int(L, "http_started", h.started);
-  set_int(L, "http_completed", h.completed);
-  set_int(L, "http_failed", h.failed);
-  set_int(L, "http_latency_us_avg",
-          h.completed ? h.latency_us_total / h.completed : 0);
-  set_int(L, "http_latency_us_max", h.latency_us_max);
-  set_int(L, "reloads", reloads);
-  set_int(L, "reload_failures", reload_failures);
-  set_int(L, "lua_memory", script_memory(L));
-  set_int(L, "lua_refs", (uint64_t)script_live_refs());
-  set_int(L, "lua_states", (uint64_t)script_states());
+  metrics_push_stats(L);
   return 1;
 }
 

@@ -3,6 +3,7 @@
 #define HERD_LUA_CORE_H
 
 #include <lua.h>
+#include <stdint.h>
 #include <uv.h>
 
 void lua_core_init(uv_loop_t *loop, const char *self_name);
@@ -17,6 +18,8 @@ void lua_core_retire(lua_State *L);
 int lua_core_stats(lua_State *L);
 /* Counts a reload for the stats. */
 void lua_core_count_reload(int ok);
+/* Reloads counted so far, that succeeded and that were refused. */
+void lua_core_reloads(uint64_t *ok, uint64_t *failed);
 /* Timers still pending in L. */
 int lua_core_timer_count(lua_State *L);
 

@@ -19,6 +19,7 @@
 #include "http.h"
 #include "log.h"
 #include "lua_core.h"
+#include "metrics.h"
 #include "peer.h"
 #include "places.h"
 #include "script.h"
@@ -380,9 +381,12 @@ static void restart_needed(lua_State *L, const config_t *c, char *out,
   int same_servers = c->nservers == o->nservers;
   for (int i = 0; same_servers && i < o->nservers; i++) {
     int j = config_find(c, o->servers[i].name);
-    same_servers = j >= 0 && c->servers[j].port == o->servers[i].port &&
-                   c->servers[j].peer_port == o->servers[i].peer_port &&
-                   strcmp(c->servers[j].host, o->servers[i].host) == 0;
+    same_servers =
+        j >= 0 && c->servers[j].port == o->servers[i].port &&
+        c->servers[j].peer_port == o->servers[i].peer_port &&
+        strcmp(c->servers[j].host, o->servers[i].host) == 0 &&
+        c->servers[j].metrics_port == o->servers[i].metrics_port &&
+        strcmp(c->servers[j].metrics_host, o->servers[i].metrics_host) == 0;
   }
   int *nb = xcalloc((size_t)c->nservers, sizeof *nb);
   int nnb = -1, same_links = 0;
@@ -625,6 +629,7 @@ int main(int argc, char **argv) {
    * socket and find the HTTP engine ready. */
   if (admin_start(loop, admin_sock, reload, err, sizeof err) < 0 ||
       http_init(loop, err, sizeof err) < 0 ||
+      metrics_start(loop, &server_cfg, self_idx, err, sizeof err) < 0 ||
       peer_start(loop, &server_cfg, self_idx, nb, nnb, err, sizeof err) < 0 ||
       conn_listen(loop, me->host, me->port, &server_cfg.limits, err,
                   sizeof err) < 0) {
@@ -676,6 +681,7 @@ int main(int argc, char **argv) {
   conn_shutdown();
   peer_shutdown();
   admin_shutdown();
+  metrics_shutdown();
   http_shutdown();
   lua_core_cancel_timers(NULL);
   uv_walk(loop, close_walk, NULL);

@@ -1439,3 +1439,13 @@ int peer_cut(const char *name, unsigned ms) {
   log_info("link %s cut for %u ms", name, ms);
   return 0;
 }
+
+void peer_each_link(void (*fn)(const peer_link_info_t *, void *), void *ud) {
+  for (int i = 0; i < nlinks; i++) {
+    const link_t *l = &links[i];
+    peer_link_info_t info = {
+        l->srv->name, l->active != NULL, l->frames_in, l->frames_out,
+        l->active ? l->active->out.len + wqueue_pending(&l->active->wq) : 0};
+    fn(&info, ud);
+  }
+}

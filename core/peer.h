@@ -57,6 +57,15 @@ int peer_l_accept_record(lua_State *L);
 void peer_push_links(lua_State *L);
 /* Cuts the link to name and refuses it for ms (tests, admin). */
 int peer_cut(const char *name, unsigned ms);
+/* One link as metrics shows it. */
+typedef struct peer_link_info {
+  const char *name;
+  int up;
+  uint64_t frames_in, frames_out;
+  size_t bytes_queued; /* written by us, not yet taken by the kernel */
+} peer_link_info_t;
+/* Calls fn for every link. */
+void peer_each_link(void (*fn)(const peer_link_info_t *, void *), void *ud);
 const peer_stats_t *peer_stats(void);
 
 #endif

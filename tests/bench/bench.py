@@ -417,6 +417,9 @@ FIGS = [
     Fig("p_at_u99", "2-hop p99 at uvloop's highest rate", "us", "lower", ""),
     Fig("w_total", "1000 WHATSATs vs 200 ms mock: total ms", "ms", "lower", "≤ 300 ms"),
     Fig("w_p99", "1000 WHATSATs vs 200 ms mock: p99 ms", "ms", "lower", ""),
+    Fig("w_rtt0", "WHATSAT p50 vs 0 ms mock, 1 conn (µs)", "us", "lower", ""),
+    Fig("w_http0", "direct HTTP p50 to that mock (µs)", "us", "lower", ""),
+    Fig("w_over", "WHATSAT overhead: WHATSAT − HTTP p50 (µs)", "us", "lower", "≤ 100 µs"),
     Fig("rtt1", "IAMAT round trip p50, 1 conn (µs)", "us", "lower", ""),
     Fig("w_local", "WHATSAT local p50, 1 conn (µs)", "us", "lower", ""),
     Fig("w_localq", "local query ≈ WHATSAT − IAMAT p50 (µs)", "us", "lower", "< 50 µs"),
@@ -431,7 +434,7 @@ GROUPS = [  # figure groups, in the order they run; --groups picks some
     ("alone", ["a_n1", "a_n16", "a_one", "rtt1", "w_local", "w_localq"]),
     ("idle", ["m_conn"]),
     ("records", ["m_rec"]),
-    ("whatsat", ["w_total", "w_p99"]),
+    ("whatsat", ["w_total", "w_p99", "w_rtt0", "w_http0", "w_over"]),
     ("five", ["f_n1", "f_n16", "f_one", "p_low50", "p_low99", "p_max", "p_max99",
               "p_at_a99", "p_at_u99", "f_hs"]),
 ]
@@ -476,7 +479,8 @@ class Bench:
         self.na = {}          # (fig, system) -> reason
         self.note = {}        # (fig, system) -> short note for the cell
         self.rawlog = open(args.raw, "w") if args.raw else None
-        self.mock_url = None
+        self.mock_url = self.mock0_url = None
+        self.mock0_port = 0
         # herd first: if the time budget runs out, a baseline's figures go
         self.systems = [Herd(self), HerdInsecure(self), Line(self), Asyncio(self), Uvloop(self),
                         AsyncioBatched(self), UvloopBatched(self)]
@@ -484,10 +488,10 @@ class Bench:
         self.groups = set(g for g in args.groups.split(",") if g)
 
     # -------------------------------------------------------------- loadgen
-    def loadgen(self, mode, *args, timeout=60, env=None):
+    def loadgen(self, mode, *args, timeout=60, env=None, pin=None):
         if self.time_left() < 0:
             raise NA("time budget of %.0f s used up (--budget)" % self.args.budget)
-        cmd = self.pin_load + [LOADGEN, mode] + [str(a) for a in args]
+        cmd = (self.pin_load if pin is None else pin) + [LOADGEN, mode] + [str(a) for a in args]
         try:
             r = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
                                env=env)
@@ -751,27 +755,56 @@ class Bench:
 
     def fig_whatsat(self, s, sysk):
         # WHATSAT against the mock provider
-        if sysk != "line":
+        if sysk == "line":
+            self.mark_na(["w_total", "w_p99", "w_rtt0", "w_http0", "w_over"], sysk, "no WHATSAT")
+            return
+        try:
+            cl = Cluster(self, s, ["Riley"], [], places_url=self.mock_url)
             try:
-                cl = Cluster(self, s, ["Riley"], [], places_url=self.mock_url)
-                try:
-                    # one burst to open the provider connections, not counted
-                    r = self.loadgen("whatsat", "--port", cl.port("Riley"), "--conns", 1000, timeout=60)
-                    self.check_ok(r, "WHATSAT warm-up")
-                    for _ in range(self.reps):
-                        r = self.loadgen("whatsat", "--port", cl.port("Riley"), "--conns", 1000,
-                                         timeout=60)
-                        self.check_ok(r, "WHATSAT")
-                        if r["missing"]:
-                            raise NA("%d of 1000 WHATSATs unanswered" % r["missing"])
-                        self.record("w_total", sysk, r["total_ms"], r["lg_cpu_pct"])
-                        self.record("w_p99", sysk, r["p99_us"] / 1000, r["lg_cpu_pct"])
-                finally:
-                    cl.stop()
-            except NA as e:
-                self.mark_na(["w_total", "w_p99"], sysk, str(e))
-        else:
-            self.mark_na(["w_total", "w_p99"], sysk, "no WHATSAT")
+                # one burst to open the provider connections, not counted
+                r = self.loadgen("whatsat", "--port", cl.port("Riley"), "--conns", 1000, timeout=60)
+                self.check_ok(r, "WHATSAT warm-up")
+                for _ in range(self.reps):
+                    r = self.loadgen("whatsat", "--port", cl.port("Riley"), "--conns", 1000,
+                                     timeout=60)
+                    self.check_ok(r, "WHATSAT")
+                    if r["missing"]:
+                        raise NA("%d of 1000 WHATSATs unanswered" % r["missing"])
+                    self.record("w_total", sysk, r["total_ms"], r["lg_cpu_pct"])
+                    self.record("w_p99", sysk, r["p99_us"] / 1000, r["lg_cpu_pct"])
+            finally:
+                cl.stop()
+        except NA as e:
+            self.mark_na(["w_total", "w_p99"], sysk, str(e))
+        self.whatsat_overhead(s, sysk)
+
+    def whatsat_overhead(self, s, sysk):
+        """What a WHATSAT adds to its provider's round trip: one query at a
+        time against a mock that answers at once, then the same mock's
+        direct HTTP round trip from the server's CPU (where the server's
+        own requests start), in the same round; the overhead is the
+        difference of the two p50s, per round."""
+        figs = ["w_rtt0", "w_http0", "w_over"]
+        try:
+            cl = Cluster(self, s, ["Riley"], [], places_url=self.mock0_url)
+            try:
+                for _ in range(self.reps):
+                    r = self.loadgen("whatsat", "--port", cl.port("Riley"), "--conns", 1,
+                                     "--rounds", self.local_rounds, timeout=60)
+                    self.check_ok(r, "WHATSAT vs 0 ms mock")
+                    if r["missing"]:
+                        raise NA("%d WHATSATs unanswered" % r["missing"])
+                    h = self.loadgen("http", "--port", self.mock0_port, "--conns", 1,
+                                     "--rounds", self.local_rounds, timeout=60,
+                                     pin=self.pin_server)
+                    self.check_ok(h, "direct HTTP")
+                    self.record("w_rtt0", sysk, r["p50_us"], r["lg_cpu_pct"])
+                    self.record("w_http0", sysk, h["p50_us"], h["lg_cpu_pct"])
+                    self.record("w_over", sysk, r["p50_us"] - h["p50_us"])
+            finally:
+                cl.stop()
+        except NA as e:
+            self.mark_na(figs, sysk, str(e))
 
     def fig_five(self, s, sysk):
         # the five-server herd
@@ -829,6 +862,14 @@ class Bench:
         if not wait_listening(mock_port, mock):
             raise SystemExit("bench: mock_places did not start: " + tail(mock.stderr_path))
         self.mock_url = "http://127.0.0.1:%d/maps/api/place/nearbysearch/json" % mock_port
+        self.mock0_port = mock_port + 1
+        while not Ports.free(self.mock0_port):
+            self.mock0_port += 1
+        mock0 = self.procs.start(self.pin_load + [MOCK, "--port", str(self.mock0_port), "--delay-ms", "0"],
+                                 stderr_path=os.path.join(self.tmp, "mock0.err"))
+        if not wait_listening(self.mock0_port, mock0):
+            raise SystemExit("bench: mock_places --delay-ms 0 did not start: " + tail(mock0.stderr_path))
+        self.mock0_url = "http://127.0.0.1:%d/maps/api/place/nearbysearch/json" % self.mock0_port
         only = set(self.args.only.split(",")) if self.args.only else None
         for s in self.systems:
             if only and s.key not in only:
@@ -838,6 +879,7 @@ class Bench:
         if (not only or "herd" in only) and (not self.groups or "five" in self.groups):
             self.herd_at_baseline_rates()
         self.procs.stop(mock)
+        self.procs.stop(mock0)
 
     def herd_at_baseline_rates(self):
         """herd's 2-hop p99 at the highest rate each baseline sustained."""
@@ -934,6 +976,8 @@ def target_status(b, fig, vals):
         return "" if a is None else ("met" if h * 10 <= a else "NOT met")
     if k == "w_total":
         return "met" if h <= 300 else "NOT met"
+    if k == "w_over":
+        return "met" if h <= 100 else "NOT met"
     if k == "w_localq":
         return "met" if h < 50 else "NOT met"
     if k == "m_conn":

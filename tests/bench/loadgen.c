@@ -19,6 +19,9 @@
  *             under a background IAMAT load at a fixed rate
  *   whatsat   C connections each doing R WHATSATs one after another
  *             (C=1000, R=1: the concurrency figure; C=1, R=many: per query)
+ *   http      C connections each doing R HTTP GETs one after another, on
+ *             keep-alive (to the places mock: the direct round trip that
+ *             WHATSAT's overhead is measured against)
  *   idle      open N connections and hold them; with --pid, resident bytes
  *             of the server per connection
  *   startup   run a command, time until its port accepts a connection
@@ -1131,6 +1134,87 @@ static void mode_whatsat(void)
     printf("\n");
 }
 
+/* ============================================================ mode: http */
+
+/* A GET the size of the one herd's google provider sends for a WHATSAT. */
+static void http_send(conn_t *c)
+{
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET /maps/api/place/nearbysearch/json?location=%%2B34.068930%%2C-118.445127"
+                     "&radius=10000&key=bench-key HTTP/1.1\r\nHost: %s:%d\r\n"
+                     "User-Agent: loadgen\r\nAccept-Encoding: deflate, gzip, br\r\n"
+                     "Accept: application/json\r\n\r\n", opt.host, opt.port);
+    c->rlen = 0;
+    c->t0 = mono_ns();
+    out_put(c, req, (size_t)n);
+    out_flush(c);
+}
+
+/* 1 when rbuf holds one whole response (headers and Content-Length body). */
+static int http_complete(conn_t *c, int *ok)
+{
+    c->rbuf[c->rlen] = 0;
+    char *end = strstr(c->rbuf, "\r\n\r\n");
+    if (!end) return 0;
+    char *cl = strcasestr(c->rbuf, "\r\ncontent-length:");
+    size_t body = cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0;
+    if (c->rlen < (size_t)(end + 4 - c->rbuf) + body) return 0;
+    *ok = !strncmp(c->rbuf, "HTTP/1.1 200", 12);
+    return 1;
+}
+
+static void http_cb(conn_t *c, uint32_t ev)
+{
+    if (ev & EPOLLOUT) out_flush(c);
+    if (!(ev & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
+    for (;;) {
+        ssize_t r = read_some(c);
+        if (r == -2) break;
+        if (r <= 0) {
+            note_error("read", "server closed the connection");
+            ep_set(c, 0);
+            c->state = 3;
+            wq_done_conns++;
+            return;
+        }
+        if (c->rlen + (size_t)r + 1 > c->rcap2) {
+            c->rcap2 = (c->rlen + (size_t)r + 1) * 2;
+            c->rbuf = realloc(c->rbuf, c->rcap2);
+            if (!c->rbuf) die("%s", "out of memory");
+        }
+        memcpy(c->rbuf + c->rlen, rdbuf, (size_t)r);
+        c->rlen += (size_t)r;
+    }
+    int ok = 0;
+    if (!c->rbuf || !http_complete(c, &ok)) return;
+    if (ok) { wq_ok++; hadd(&hist, mono_ns() - c->t0); }
+    else { wq_bad++; c->rbuf[c->rlen < 150 ? c->rlen : 150] = 0; note_error("bad HTTP reply", c->rbuf); }
+    if (--c->rounds_left > 0) http_send(c);
+    else { c->state = 3; wq_done_conns++; ep_set(c, 0); }
+}
+
+static void mode_http(void)
+{
+    conn_t **hc = calloc((size_t)opt.conns, sizeof *hc);
+    for (int i = 0; i < opt.conns; i++) {
+        hc[i] = conn_new(connect_blocking(opt.port), http_cb, i);
+        hc[i]->rounds_left = opt.rounds;
+        ep_set(hc[i], EPOLLIN);
+    }
+    uint64_t c0 = cpu_ns(), t0 = mono_ns();
+    for (int i = 0; i < opt.conns; i++) http_send(hc[i]);
+    loop_until(t0 + (uint64_t)opt.timeout_ms * 1000000ull, wq_all_done);
+    uint64_t t1 = mono_ns(), c1 = cpu_ns();
+    long missing = (long)opt.conns * opt.rounds - wq_ok - wq_bad;
+    printf("RESULT mode=http conns=%d rounds=%d ok=%ld bad=%ld missing=%ld "
+           "p50_us=%.1f p99_us=%.1f max_us=%.1f lg_cpu_pct=%.1f",
+           opt.conns, opt.rounds, wq_ok, wq_bad, missing, hpct(&hist, .5) / 1e3,
+           hpct(&hist, .99) / 1e3, hist.max / 1e3, (double)(c1 - c0) / (double)(t1 - t0) * 100);
+    if (first_error[0]) printf(" first_error=%s", first_error);
+    printf("\n");
+}
+
 /* ============================================================ mode: idle */
 
 static void idle_cb(conn_t *c, uint32_t ev)
@@ -1259,7 +1343,7 @@ static void usage(void)
 {
     fprintf(stderr,
         "usage: loadgen MODE [options] [-- command for startup]\n"
-        "modes: iamat oneshot prop whatsat idle startup\n"
+        "modes: iamat oneshot prop whatsat http idle startup\n"
         "  --host H          server address (127.0.0.1)\n"
         "  --port P          server port (prop: where IAMATs go)\n"
         "  --port2 P         prop: the server polled\n"
@@ -1277,7 +1361,7 @@ static void usage(void)
         "  --probe-timeout-ms M  prop: a probe not seen by then counts as lost (1000)\n"
         "  --poll-fmt F      prop: the query, %%s = client id (\"WHATSAT %%s 1 0\")\n"
         "  --poll-lines 1    prop: a positive poll reply is one line (default: ends with a blank line)\n"
-        "  --rounds N        whatsat: queries per connection, one after another (1)\n"
+        "  --rounds N        whatsat, http: queries per connection, one after another (1)\n"
         "  --radius R --bound N  whatsat operands (10, 5)\n"
         "  --timeout-ms M    whatsat/startup: give up after M ms (15000)\n"
         "  --pid PID         idle/iamat --count: report the server's resident memory\n"
@@ -1347,6 +1431,7 @@ int main(int argc, char **argv)
     else if (!strcmp(opt.mode, "oneshot")) mode_oneshot();
     else if (!strcmp(opt.mode, "prop")) mode_prop();
     else if (!strcmp(opt.mode, "whatsat")) mode_whatsat();
+    else if (!strcmp(opt.mode, "http")) mode_http();
     else if (!strcmp(opt.mode, "idle")) mode_idle();
     else if (!strcmp(opt.mode, "startup")) mode_startup();
     else usage();
