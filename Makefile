@@ -109,9 +109,16 @@ format:
 install:
 	rm -rf build/install
 	@$(MAKE) --no-print-directory OUT=build/install \
-	  SCRIPT_DIR=$(PREFIX)/share/herd/scripts DATA_DIR=$(PREFIX)/share/herd/data build/install/herd
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/herd/data
+	  SCRIPT_DIR=$(PREFIX)/share/herd/scripts DATA_DIR=$(PREFIX)/share/herd/data \
+	  build/install/herd build/install/herdtext.so
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/herd/data \
+	  $(DESTDIR)$(PREFIX)/share/lua/5.4/herd $(DESTDIR)$(PREFIX)/lib/lua/5.4
 	install -m 755 build/install/herd $(DESTDIR)$(PREFIX)/bin/herd
+	install -m 644 build/install/herdtext.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/herdtext.so
+	# The test kit, as require "herd.testing", starting the installed binary.
+	grep -q '^M.bin = os.getenv("HERD_BIN") or "build/herd"$$' tests/helpers/herd.lua
+	sed 's|^M.bin = os.getenv("HERD_BIN") or "build/herd"$$|M.bin = os.getenv("HERD_BIN") or "$(PREFIX)/bin/herd"|' \
+	  tests/helpers/herd.lua > $(DESTDIR)$(PREFIX)/share/lua/5.4/herd/testing.lua
 	rm -rf $(DESTDIR)$(PREFIX)/share/herd/scripts
 	cp -R scripts $(DESTDIR)$(PREFIX)/share/herd/scripts
 	install -m 644 data/places-sample.bin $(DESTDIR)$(PREFIX)/share/herd/data/

@@ -531,6 +531,12 @@ static void on_sweep(uv_timer_t *t) {
   }
 }
 
+const struct addrinfo *conn_pick_address(const struct addrinfo *list) {
+  for (const struct addrinfo *a = list; a; a = a->ai_next)
+    if (a->ai_family == AF_INET) return a;
+  return list;
+}
+
 int conn_resolve(uv_loop_t *l, const char *host, int port,
                  struct sockaddr_storage *ss) {
   memset(ss, 0, sizeof *ss);
@@ -543,8 +549,9 @@ int conn_resolve(uv_loop_t *l, const char *host, int port,
   hints.ai_socktype = SOCK_STREAM;
   if (uv_getaddrinfo(l, &req, NULL, host, NULL, &hints) < 0) return -1;
   int rc = -1;
-  if (req.addrinfo && req.addrinfo->ai_addrlen <= sizeof *ss) {
-    memcpy(ss, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
+  const struct addrinfo *ai = conn_pick_address(req.addrinfo);
+  if (ai && ai->ai_addrlen <= sizeof *ss) {
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
     if (ss->ss_family == AF_INET)
       ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
     else

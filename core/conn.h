@@ -44,11 +44,15 @@ int conn_close_id(uint64_t id);
 uint64_t conn_defer(void);
 int conn_answer(uint64_t token, const char *data, size_t len);
 const char *conn_addr(uint64_t id);
-/* "1.2.3.4:5" or "[::1]:5" into out (at least 64 bytes). */
+/* The address a name stands for, for listening and dialling alike: its
+ * first IPv4 address, else its first (so "localhost" is 127.0.0.1 even
+ * where ::1 sorts first, and both ends of a link agree). */
+const struct addrinfo *conn_pick_address(const struct addrinfo *list);
 /* host (an address, or a DNS name resolved now, blocking: start-up only)
  * and port into ss. 0 or -1. */
 int conn_resolve(uv_loop_t *loop, const char *host, int port,
                  struct sockaddr_storage *ss);
+/* "1.2.3.4:5" or "[::1]:5" into out (at least 64 bytes). */
 void conn_format_addr(const struct sockaddr_storage *ss, char *out, size_t n);
 
 #endif

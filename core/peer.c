@@ -992,8 +992,9 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
   }
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
-  memcpy(&ss, res->ai_addr,
-         res->ai_addrlen < sizeof ss ? res->ai_addrlen : sizeof ss);
+  const struct addrinfo *ai = conn_pick_address(res); /* as the listener */
+  memcpy(&ss, ai->ai_addr,
+         ai->ai_addrlen < sizeof ss ? ai->ai_addrlen : sizeof ss);
   uv_freeaddrinfo(res);
   uint16_t port = htons((uint16_t)l->srv->peer_port);
   if (ss.ss_family == AF_INET)

@@ -279,8 +279,8 @@ describe("hot reload of settings that need a restart #integration", function()
     local c = h:client("A")
     assert.matches("^AT A ", c:request("IAMAT a +1+1 1.0"))
     assert.matches("^AT A ", c:request("IAMAT b +1+1 1.0"))
-    conf.limits.max_records = 100
-    herd.write_file(h.config, "return " .. herd.serialize(conf) .. "\n")
+    h.conf.limits.max_records = 100
+    herd.write_file(h.config, "return " .. herd.serialize(h.conf) .. "\n")
     assert.matches("^ok: ", h:ctl("A", "reload"))
     assert.truthy(h:log("A"):find(
       "reload: the config changes limits, which take effect only on a restart", 1, true))

@@ -150,14 +150,90 @@ end
 local Herd = {}
 Herd.__index = Herd
 
--- conf: a config table (servers, links, ... as in the config file);
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local t = {}
+  for k, x in pairs(v) do t[k] = copy(x) end
+  return t
+end
+M.copy = copy
+
+-- A TCP port on 127.0.0.1 that nothing listens on now (the kernel's pick).
+function M.free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+-- The directory of the spec file that called into this module.
+local function spec_dir()
+  for level = 3, 20 do
+    local info = debug.getinfo(level, "S")
+    if not info then break end
+    local src = info.source
+    if src:sub(1, 1) == "@" and src:match("_spec%.lua$") then
+      local dir = src:match("^@(.*)/[^/]*$") or "."
+      if dir:sub(1, 1) ~= "/" then dir = require("lfs").currentdir() .. "/" .. dir end
+      return dir
+    end
+  end
+  return require("lfs").currentdir()
+end
+
+-- busted's finally() of the test running now, if start() was called
+-- inside an it() (busted keeps it in the spec's environment, not _G).
+local function current_finally()
+  for level = 3, 40 do
+    local info = debug.getinfo(level, "f")
+    if not info then return nil end
+    for i = 1, 255 do
+      local name, v = debug.getupvalue(info.func, i)
+      if not name then break end
+      if name == "_ENV" and type(v) == "table" and type(v.finally) == "function" then return v.finally end
+    end
+  end
+end
+
+-- A script entry as the spec wrote it: built-in names stay; a path is
+-- found beside the spec, else from the working directory (the config
+-- itself is written elsewhere, so it gets an absolute path).
+local function script_path(entry, dir)
+  if type(entry) ~= "string" or entry:sub(1, 1) == "/" then return entry end
+  if not entry:find("/", 1, true) and not entry:match("%.lua$") then return entry end
+  local beside = dir .. "/" .. entry
+  if read_file(beside) or not read_file(entry) then return beside end
+  return require("lfs").currentdir() .. "/" .. entry
+end
+
+-- conf: a config table (servers, links, ... as in the config file), which
+-- is copied, never changed; a server without a port gets a free one (and a
+-- free peer port). Script paths are relative to the calling spec.
 -- opts.only: names to start (default all); opts.env: extra environment;
 -- opts.scripts: extra --script files; opts.wait: false to skip waiting.
+-- Inside an it(), start registers its own cleanup (stop every server,
+-- remove its folder); elsewhere (lazy_setup) call h:cleanup() or h:stop()
+-- in the matching teardown. A server that does not start fails the spec
+-- with its stderr, after the others are stopped.
 function M.start(conf, opts)
   opts = opts or {}
-  local h = setmetatable({ dir = tmpdir(), procs = {}, opts = opts }, Herd)
+  conf = copy(conf)
+  local dir = spec_dir()
+  local h = setmetatable({ dir = tmpdir(), procs = {}, opts = copy(opts) }, Herd)
+  local fin = current_finally()
+  if fin then fin(function() h:cleanup() end) end
   conf.log_dir = conf.log_dir or (h.dir .. "/logs")
   if conf.secret == nil and not conf.insecure and not conf.tls then conf.secret = M.secret end
+  for _, srv in pairs(conf.servers or {}) do
+    if not srv.port then
+      srv.port = M.free_port()
+      srv.peer_port = srv.peer_port or M.free_port()
+    end
+  end
+  if type(conf.scripts) == "table" then
+    for i, entry in ipairs(conf.scripts) do conf.scripts[i] = script_path(entry, dir) end
+  end
+  for i, entry in ipairs(h.opts.scripts or {}) do h.opts.scripts[i] = script_path(entry, dir) end
   h.conf = conf
   h.config = h.dir .. "/herd.lua"
   write_file(h.config, "return " .. serialize(conf) .. "\n")
@@ -170,7 +246,11 @@ function M.start(conf, opts)
   for _, name in ipairs(names) do h:start_one(name) end
   if opts.wait ~= false then
     for _, name in ipairs(names) do
-      assert(h:wait(name), "server " .. name .. " did not start: " .. (h:stderr(name) or ""))
+      if not h:wait(name) then
+        local err = h:stderr(name) or ""
+        h:stop()
+        error("server " .. name .. " did not start: " .. err, 2)
+      end
     end
   end
   return h
@@ -215,8 +295,20 @@ function Herd:start_one(name, extra_env)
   return pid
 end
 
+-- Waits until the server this herd started listens: its port answers and
+-- its own log says so (not some other process holding the port), or it
+-- has exited. True or false.
 function Herd:wait(name, timeout)
-  return M.wait_port(self:port(name), timeout or 5)
+  local deadline = socket.gettime() + (timeout or 5)
+  local pid = self.procs[name]
+  local mark = name .. " listening on "
+  repeat
+    if pid and not alive(pid) then return false end
+    local log = read_file(self.conf.log_dir .. "/" .. name .. ".log") or ""
+    if log:find(mark, 1, true) and M.wait_port(self:port(name), 0.01) then return true end
+    sleep(0.01)
+  until socket.gettime() > deadline
+  return false
 end
 
 function Herd:pid(name) return self.procs[name] end
@@ -262,6 +354,15 @@ end
 function Herd:stop()
   for name in pairs(self.procs) do
     if not self:signal(name, "TERM", 5) then self:signal(name, "KILL", 2) end
+  end
+end
+
+-- Stops the servers and removes the herd's folder (config, logs, output);
+-- HERD_KEEP_TEST_DIRS=1 keeps it for a post-mortem.
+function Herd:cleanup()
+  self:stop()
+  if os.getenv("HERD_KEEP_TEST_DIRS") ~= "1" and self.dir:match("^/tmp/herd%-test%.") then
+    os.execute("rm -rf " .. quote(self.dir))
   end
 end
 

@@ -192,7 +192,7 @@ describe("a man in the middle of a peer link #integration", function()
     h = herd.start(conf, { only = { "Bravo" } })
     local alt = h.dir .. "/alpha.lua"
     local c2 = { servers = { Alpha = { port = 11021 }, Bravo = { port = 11022, peer_port = PROXY } },
-      links = conf.links, log_dir = conf.log_dir, secret = conf.secret }
+      links = conf.links, log_dir = h.conf.log_dir, secret = h.conf.secret }
     herd.write_file(alt, "return " .. herd.serialize(c2) .. "\n")
     proxy_dir = h.dir .. "/mitm"
     os.execute("mkdir -p " .. quote(proxy_dir))
