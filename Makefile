@@ -32,10 +32,15 @@ BIN := $(OUT)/herd
 
 .PHONY: all deps run test test-chaos bench fuzz clean install help places-data format
 
-all: $(BIN) $(OUT)/herdtext.so $(OUT)/peer_tls
+all: $(BIN) $(OUT)/herdtext.so $(OUT)/peer_tls $(OUT)/tls_client
 
 # The test tool that speaks TLS to a peer port as a neighbour would.
 $(OUT)/peer_tls: tests/tools/peer_tls.c | $(OUT)/obj
+	@echo "CC $@"
+	@$(CC) -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(PKG_CFLAGS) $< -o $@ $(PKG_LIBS)
+
+# The test tool that is a client of a tls_port (specs relay through it).
+$(OUT)/tls_client: tests/tools/tls_client.c | $(OUT)/obj
 	@echo "CC $@"
 	@$(CC) -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(PKG_CFLAGS) $< -o $@ $(PKG_LIBS)
 
