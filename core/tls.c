@@ -198,7 +198,7 @@ tls_ctx_t *tls_ctx_server(const char *cert, const char *key, const char *ca,
     return NULL;
   }
   /* Thousands of clients mostly wait between lines: an idle connection
-   * gives its 16 KiB+ record buffers back (29 KB to 12 KB a connection). */
+   * gives its 16 KiB+ record buffers back (29 KB to 20 KB a connection). */
   SSL_CTX_set_mode(s, SSL_MODE_RELEASE_BUFFERS);
   if (ca) {
     /* Tells clients which CAs' certificates the server accepts. */

@@ -71,7 +71,7 @@ describe("the client tls_port #integration", function()
 
   lazy_setup(function()
     dir = herd.tmpdir()
-    chaos.make_certs(dir, { "Alpha", "Bravo", "Charlie", "Delta", "client1" })
+    chaos.make_certs(dir, { "Alpha", "Bravo", "Charlie", "Delta", "Echo", "client1" })
     chaos.make_certs(dir, { "rogue" }, "otherca")
     script = dir .. "/quit.lua"
     herd.write_file(script, SCRIPT)
@@ -159,6 +159,16 @@ describe("the client tls_port #integration", function()
       end
       -- The plain port is unchanged beside it.
       assert.matches("^AT Alpha ", h:client("Alpha"):request("IAMAT plainside +1+1 " .. herd.now()))
+    end)
+
+    it("refuses a TLS 1.2 renegotiation and keeps serving", function()
+      -- s_client's R command asks for a renegotiation; the server's refusal
+      -- ends s_client's session with "no renegotiation".
+      local out = herd.sh("(printf 'R\\n'; sleep 1) | timeout 10 openssl s_client -tls1_2 "
+        .. "-connect 127.0.0.1:31001 2>&1")
+      assert.truthy(out:find("RENEGOTIATING", 1, true), out)
+      assert.truthy(out:find("no renegotiation", 1, true), out)
+      assert.is_true(tls_check(31001, "--tls12"))
     end)
 
     it("closes a plain-text client on the TLS port, logs and counts it", function()
@@ -252,6 +262,32 @@ describe("the client tls_port #integration", function()
     end)
   end)
 
+  describe("reload", function()
+    local h
+    lazy_setup(function()
+      h = herd.start({
+        servers = { Echo = { port = 29041, tls_port = 31041 } },
+        links = {},
+        client_tls = { cert = dir .. "/{name}.crt", key = dir .. "/{name}.key", ca = dir .. "/ca.crt" },
+      })
+    end)
+    lazy_teardown(function() h:stop() end)
+
+    it("says a changed tls_port or client_tls needs a restart, and keeps the running ones", function()
+      local conf = herd.read_file(h.config)
+      finally(function() herd.write_file(h.config, conf) end)
+      h.conf.servers.Echo.tls_port = 31042
+      h.conf.client_tls = { cert = dir .. "/{name}.crt", key = dir .. "/{name}.key" }
+      herd.write_file(h.config, "return " .. herd.serialize(h.conf) .. "\n")
+      local out = h:ctl("Echo", "reload")
+      assert.matches("^ok: .*the config changes servers, client_tls, which take effect only on a restart", out)
+      -- Still on 31041, still asking for a client certificate.
+      assert.is_false((tls_check(31041, "")))
+      assert.is_true((tls_check(31041, files("client1"))))
+      assert.is_false(herd.wait_port(31042, 0.3))
+    end)
+  end)
+
   describe("limits", function()
     local h
     lazy_setup(function()
@@ -259,7 +295,9 @@ describe("the client tls_port #integration", function()
         servers = { Delta = { port = 29021, tls_port = 31021 } },
         links = {},
         client_tls = { cert = dir .. "/Delta.crt", key = dir .. "/Delta.key" },
-        limits = { out_pause = 4096, stall_ms = 2000, first_line_ms = 1500, max_connections = 6 },
+        -- stall_ms: long enough for a reader on a loaded machine, short
+        -- enough to wait for in the never-reading case.
+        limits = { out_pause = 4096, stall_ms = 4000, first_line_ms = 1500, max_connections = 6 },
       })
     end)
     lazy_teardown(function() h:stop() end)
@@ -318,12 +356,15 @@ describe("the client tls_port #integration", function()
       local mid = h:stats("Delta").lines_in - before
       -- Then it reads, 4 KiB of socket buffer at a time, and gets everything.
       local deadline = socket.gettime() + 60
-      local text
+      local text, ended
       c:settimeout(0.01)
       repeat
         local err = pump(true)
         text = nil
-        if err == "closed" then break end
+        if err == "closed" then
+          ended = "closed by the server after " .. got .. " bytes"
+          break
+        end
         if sent == #data then
           text = table.concat(chunks)
           local _, lines = text:gsub("\n", "")
@@ -342,7 +383,7 @@ describe("the client tls_port #integration", function()
           error("reply " .. i .. " out of order or missing: " .. l)
         end
       end
-      assert.equal(n, i)
+      assert.equal(n, i, ended or "60 s passed")
     end)
 
     it("keeps a TLS client that never reads within bounded memory and cuts it at stall_ms", function()
@@ -357,11 +398,11 @@ describe("the client tls_port #integration", function()
       local base = chaos.rss_kb(pid)
       local watch = chaos.rss_watch(pid)
       local tool = herd.sh(quote(TOOL) .. " --connect 31021 --flood " .. quote(flood)
-        .. " --hold 8 >/dev/null 2>&1 & echo $!"):gsub("%s+", "")
+        .. " --hold 12 >/dev/null 2>&1 & echo $!"):gsub("%s+", "")
       relays[#relays + 1] = tool
       local cut = herd.eventually(function()
         return count(h:log("Delta"), "not reading its replies") > cuts
-      end, 12, 0.2)
+      end, 16, 0.2)
       local peak = watch:stop()
       os.execute("kill " .. tool .. " 2>/dev/null")
       local st = h:stats("Delta")
