@@ -32,7 +32,7 @@ BIN := $(OUT)/herd
 
 .PHONY: all deps run test test-chaos bench fuzz clean install help places-data format
 
-all: $(BIN) $(OUT)/herdtext.so $(OUT)/peer_tls $(OUT)/failrand.so
+all: $(BIN) $(OUT)/herdtext.so $(OUT)/peer_tls $(OUT)/tls_client $(OUT)/failrand.so
 
 # A test shim (LD_PRELOAD) whose RAND_bytes fails; no sanitizer inside.
 $(OUT)/failrand.so: tests/tools/failrand.c | $(OUT)/obj
@@ -41,6 +41,11 @@ $(OUT)/failrand.so: tests/tools/failrand.c | $(OUT)/obj
 
 # The test tool that speaks TLS to a peer port as a neighbour would.
 $(OUT)/peer_tls: tests/tools/peer_tls.c | $(OUT)/obj
+	@echo "CC $@"
+	@$(CC) -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(PKG_CFLAGS) $< -o $@ $(PKG_LIBS)
+
+# The test tool that is a client of a tls_port (specs relay through it).
+$(OUT)/tls_client: tests/tools/tls_client.c | $(OUT)/obj
 	@echo "CC $@"
 	@$(CC) -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(PKG_CFLAGS) $< -o $@ $(PKG_LIBS)
 

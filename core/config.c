@@ -17,27 +17,17 @@
  * it to its table's list (and a row for a new nested table); a script that
  * reads keys of its own declares them with core.config_key. Tables no row
  * names (links, scripts) belong to whoever reads them. */
-static const char *const top_keys[] = {"servers",
-                                       "links",
-                                       "scripts",
-                                       "places",
-                                       "log_dir",
-                                       "log_format",
-                                       "log_io",
-                                       "secret",
-                                       "secret_is_development",
-                                       "insecure",
-                                       "limits",
-                                       "links_redial",
-                                       "admin_socket",
-                                       "tls",
-                                       "peers_from",
-                                       "state_dir",
-                                       "state_sync",
-                                       "state_sync_ms",
-                                       NULL};
+static const char *const top_keys[] = {
+    "servers",       "links",     "scripts",
+    "places",        "log_dir",   "log_format",
+    "log_io",        "secret",    "secret_is_development",
+    "insecure",      "limits",    "links_redial",
+    "admin_socket",  "tls",       "client_tls",
+    "peers_from",    "state_dir", "state_sync",
+    "state_sync_ms", NULL};
 static const char *const server_keys[] = {
-    "port", "peer_port", "host", "metrics_port", "metrics_host", NULL};
+    "port",         "peer_port",    "tls_port", "host",
+    "metrics_port", "metrics_host", NULL};
 /* What the built-in places scripts (scripts/places/) and the core's local
  * provider (data) read. */
 static const char *const places_keys[] = {
@@ -61,6 +51,8 @@ static const char *const limit_keys[] = {"max_line",
                                          NULL};
 static const char *const redial_keys[] = {"min_ms", "max_ms", NULL};
 static const char *const tls_keys[] = {"cert", "key", "ca", NULL};
+/* client_tls: ca is optional (given, client certificates are required). */
+static const char *const client_tls_keys[] = {"cert", "key", "ca", NULL};
 
 static const struct {
   const char *path;
@@ -72,6 +64,7 @@ static const struct {
     {"limits", limit_keys},
     {"links_redial", redial_keys},
     {"tls", tls_keys},
+    {"client_tls", client_tls_keys},
 };
 
 /* The server ports that must not clash, by name and place in the struct:
@@ -82,6 +75,7 @@ static const struct {
 } server_ports[] = {
     {"port", offsetof(config_server_t, port)},
     {"peer_port", offsetof(config_server_t, peer_port)},
+    {"tls_port", offsetof(config_server_t, tls_port)},
     {"metrics_port", offsetof(config_server_t, metrics_port)},
 };
 
@@ -307,10 +301,11 @@ static int parse_servers(lua_State *L, config_t *cfg, char *err,
     }
     char where[300];
     snprintf(where, sizeof where, "servers.%s.", s->name);
-    long port = 0, peer = 0, metrics = 0;
+    long port = 0, peer = 0, tls = 0, metrics = 0;
     if (get_int(L, file, where, "port", 1, 65535, &port, err, errlen) < 0 ||
         get_int(L, file, where, "peer_port", 1, 65535, &peer, err, errlen) <
             0 ||
+        get_int(L, file, where, "tls_port", 1, 65535, &tls, err, errlen) < 0 ||
         get_int(L, file, where, "metrics_port", 1, 65535, &metrics, err,
                 errlen) < 0 ||
         get_str(L, file, where, "host", &s->host, err, errlen) < 0 ||
@@ -334,6 +329,7 @@ static int parse_servers(lua_State *L, config_t *cfg, char *err,
     }
     s->port = (int)port;
     s->peer_port = peer ? (int)peer : (int)port + 1000;
+    s->tls_port = (int)tls;
     if (!s->host) s->host = xstrdup("127.0.0.1");
     s->metrics_port = (int)metrics;
     if (!s->metrics_host) s->metrics_host = xstrdup("127.0.0.1");
@@ -528,17 +524,31 @@ static void beside_config(const config_t *cfg, char **path) {
   *path = full;
 }
 
-/* tls = { cert = FILE, key = FILE, ca = FILE }: all three, each readable. */
-static int parse_tls(lua_State *L, config_t *cfg, char *err, size_t errlen) {
+void config_with_name(const char *path, const char *name, char *out, size_t n) {
+  const char *at = strstr(path, "{name}");
+  if (at)
+    snprintf(out, n, "%.*s%s%s", (int)(at - path), path, name, at + 6);
+  else
+    snprintf(out, n, "%s", path);
+}
+
+/* table = { cert = FILE, key = FILE, ca = FILE } into slots (cert, key,
+ * ca): cert and key required, ca too when need_ca; each file beside the
+ * config and readable. A path with "{name}" stands for each server's own
+ * file: read when that server starts (or is checked). */
+static int parse_cert_table(lua_State *L, config_t *cfg, const char *table,
+                            char **slots[3], int need_ca, char *err,
+                            size_t errlen) {
   const char *file = cfg->path;
-  lua_getfield(L, -1, "tls");
+  const char *shape = need_ca ? "{ cert = FILE, key = FILE, ca = FILE }"
+                              : "{ cert = FILE, key = FILE [, ca = FILE] }";
+  lua_getfield(L, -1, table);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     return 0;
   }
   if (!lua_istable(L, -1)) {
-    snprintf(err, errlen,
-             "%s: tls must be { cert = FILE, key = FILE, ca = FILE }", file);
+    snprintf(err, errlen, "%s: %s must be %s", file, table, shape);
     lua_pop(L, 1);
     return -1;
   }
@@ -547,37 +557,56 @@ static int parse_tls(lua_State *L, config_t *cfg, char *err, size_t errlen) {
     lua_pop(L, 1);
     const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
     if (!in_list(k, tls_keys)) {
-      snprintf(err, errlen, "%s: unknown key 'tls.%s' (known: cert, key, ca)",
-               file, k);
+      snprintf(err, errlen, "%s: unknown key '%s.%s' (known: cert, key, ca)",
+               file, table, k);
       lua_pop(L, 3);
       return -1;
     }
   }
-  char **slot[] = {&cfg->tls_cert, &cfg->tls_key, &cfg->tls_ca};
   for (int i = 0; i < 3; i++) {
     lua_getfield(L, -1, tls_keys[i]);
+    if (lua_isnil(L, -1) && i == 2 && !need_ca) {
+      lua_pop(L, 1);
+      continue;
+    }
     if (lua_type(L, -1) != LUA_TSTRING) {
-      snprintf(err, errlen,
-               "%s: tls.%s must be a file name (tls needs cert, "
-               "key and ca)",
-               file, tls_keys[i]);
+      snprintf(err, errlen, "%s: %s.%s must be a file name (%s must be %s)",
+               file, table, tls_keys[i], table, shape);
       lua_pop(L, 2);
       return -1;
     }
-    *slot[i] = xstrdup(lua_tostring(L, -1));
-    beside_config(cfg, slot[i]);
+    *slots[i] = xstrdup(lua_tostring(L, -1));
+    beside_config(cfg, slots[i]);
     lua_pop(L, 1);
-    /* "{name}" stands for each server's name: checked when it starts. */
-    FILE *f = strstr(*slot[i], "{name}") ? NULL : fopen(*slot[i], "r");
-    if (!f && !strstr(*slot[i], "{name}")) {
-      snprintf(err, errlen, "%s: tls.%s: cannot read %s", file, tls_keys[i],
-               *slot[i]);
+    FILE *f = strstr(*slots[i], "{name}") ? NULL : fopen(*slots[i], "r");
+    if (!f && !strstr(*slots[i], "{name}")) {
+      snprintf(err, errlen, "%s: %s.%s: cannot read %s", file, table,
+               tls_keys[i], *slots[i]);
       lua_pop(L, 1);
       return -1;
     }
     if (f) fclose(f);
   }
   lua_pop(L, 1);
+  return 0;
+}
+
+/* tls (peer certificates): all three. client_tls (the tls_port): cert and
+ * key, and every server with a tls_port needs it. */
+static int parse_tls(lua_State *L, config_t *cfg, char *err, size_t errlen) {
+  char **peer[3] = {&cfg->tls_cert, &cfg->tls_key, &cfg->tls_ca};
+  char **client[3] = {&cfg->client_cert, &cfg->client_key, &cfg->client_ca};
+  if (parse_cert_table(L, cfg, "tls", peer, 1, err, errlen) < 0 ||
+      parse_cert_table(L, cfg, "client_tls", client, 0, err, errlen) < 0)
+    return -1;
+  for (int i = 0; i < cfg->nservers && !cfg->client_cert; i++)
+    if (cfg->servers[i].tls_port) {
+      snprintf(err, errlen,
+               "%s: servers.%s.tls_port needs client_tls = { cert = FILE, "
+               "key = FILE } (and ca = FILE to require client certificates)",
+               cfg->path, cfg->servers[i].name);
+      return -1;
+    }
   return 0;
 }
 
@@ -921,6 +950,9 @@ void config_free(config_t *cfg) {
   free(cfg->tls_cert);
   free(cfg->tls_key);
   free(cfg->tls_ca);
+  free(cfg->client_cert);
+  free(cfg->client_key);
+  free(cfg->client_ca);
   free(cfg->peers_from);
   free(cfg->admin_socket);
   free(cfg->places_provider);

@@ -21,6 +21,7 @@ typedef struct config_server {
   char *host;
   int port;
   int peer_port;
+  int tls_port;       /* 0: no TLS client listener */
   int metrics_port;   /* 0: no metrics listener */
   char *metrics_host; /* default 127.0.0.1 */
 } config_server_t;
@@ -46,7 +47,10 @@ typedef struct config {
   char **secrets; /* secret = "a,b" or { "a", "b" }: offer the first */
   int nsecrets;
   char *tls_cert, *tls_key, *tls_ca; /* tls = { ... }: certificate mode */
-  config_cidr_t *peers_from;         /* NULL: any address may connect */
+  /* client_tls = { ... }: the tls_port's certificate, key and (NULL: no
+   * client certificates asked) the CAs client certificates must chain to */
+  char *client_cert, *client_key, *client_ca;
+  config_cidr_t *peers_from; /* NULL: any address may connect */
   int npeers_from;
   int dev_secret;     /* the config marks its secret as for development */
   int insecure;       /* peers without authentication allowed */
@@ -89,6 +93,9 @@ int config_check_keys(lua_State *L, const config_t *cfg, char *err,
 void config_lua_register(lua_State *L);
 /* Whether name can be a server's name (see CONFIG_NAME_MAX). */
 int config_valid_name(const char *name);
+/* A certificate path with "{name}" replaced by name, so one config
+ * serves every server. */
+void config_with_name(const char *path, const char *name, char *out, size_t n);
 /* Index of the server called name, or -1. */
 int config_find(const config_t *cfg, const char *name);
 /* "Bernard, Campbell, ..." for error messages. */

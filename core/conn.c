@@ -1,4 +1,10 @@
-/* conn: see conn.h. */
+/* conn: see conn.h.
+ *
+ * A connection on the tls_port has a TLS engine: ciphertext read goes into
+ * it, the plaintext it gives back goes through the same line framing as
+ * the plain port's bytes; replies collect in plain_out and are encrypted
+ * once per flush (many replies, one record), so every limit, timeout and
+ * queue below applies to both ports alike. */
 #include "conn.h"
 
 #include <lauxlib.h>
@@ -40,6 +46,8 @@ typedef struct conn {
   slot_t *head, *tail;      /* replies waiting for an earlier one */
   buf_t in;                 /* the unfinished line */
   buf_t held;               /* read but not handled: reading is paused */
+  tls_conn_t *tls;          /* NULL on the plain port */
+  buf_t plain_out;          /* TLS: replies not yet encrypted */
   unsigned nslots;          /* replies waiting in head..tail */
   wqueue_t wq;              /* output */
   uint64_t last_active;     /* uv_now of the last input or output */
@@ -47,12 +55,16 @@ typedef struct conn {
   uint64_t write_started;
   uint32_t addr_hash;
   unsigned eof : 1, closing : 1, paused : 1, skipping : 1, dirty : 1,
-      got_line : 1;
+      got_line : 1, tls_up : 1, /* handshake done */
+      tls_eof : 1,              /* close_notify read behind held input */
+      tls_bye : 1;              /* our close_notify queued */
   char addr[64];
 } conn_t;
 
 static uv_loop_t *loop;
-static uv_tcp_t listener;
+static uv_tcp_t listener, tls_listener;
+static tls_ctx_t *tls_ctx; /* the caller's (conn_listen) */
+static buf_t tls_plain;    /* plaintext of one TLS read, handled at once */
 static uv_timer_t sweeper;
 static uv_idle_t again; /* active while a flush pass left work behind */
 static conn_limits_t lim;
@@ -61,7 +73,7 @@ static idmap_t by_id, by_token;
 static idmap_t per_addr; /* address hash -> count, as a pointer-sized int */
 static conn_t *all, *dirty;
 static uint64_t next_id = 1, next_token = 1;
-static int listening;
+static int listening, tls_listening;
 static char read_buf[READ_CHUNK]; /* lines are handled before reading on */
 
 /* The line being handled by on_line, for conn_defer. */
@@ -71,6 +83,11 @@ static slot_t *cur_slot;
 static void conn_close(conn_t *c);
 static void flush(conn_t *c);
 static void on_again(uv_idle_t *h) {} /* the loop's flush phases do it */
+
+/* Output not yet handed to the kernel, encrypted or not. */
+static size_t unsent(const conn_t *c) {
+  return c->plain_out.len + wqueue_pending(&c->wq);
+}
 
 const conn_stats_t *conn_stats(void) {
   return &stats;
@@ -85,10 +102,10 @@ static void mark_dirty(conn_t *c) {
 
 static void emit(conn_t *c, const char *data, size_t len) {
   log_data("OUT", c->addr, data, len && data[len - 1] == '\n' ? len - 1 : len);
-  buf_append(&c->wq.out, data, len);
+  buf_append(c->tls ? &c->plain_out : &c->wq.out, data, len);
   stats.replies_out++;
   mark_dirty(c);
-  if (!c->paused && !c->eof && wqueue_pending(&c->wq) > lim.out_pause) {
+  if (!c->paused && !c->eof && unsent(c) > lim.out_pause) {
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->paused = 1;
   }
@@ -283,12 +300,81 @@ static void feed(conn_t *c, const char *p, size_t n) {
   }
 }
 
+/* Closes a connection whose client has finished once every reply is out;
+ * a TLS client first gets our close_notify (written by the next flush),
+ * so it can tell the end of the replies from a cut connection. */
 static void maybe_finish(conn_t *c) {
-  if (c->eof && !c->head && !wqueue_pending(&c->wq)) conn_close(c);
+  if (!c->eof || c->head || unsent(c)) return;
+  if (c->tls && c->tls_up && !c->tls_bye) {
+    c->tls_bye = 1;
+    tls_conn_close_notify(c->tls);
+    mark_dirty(c);
+    return;
+  }
+  conn_close(c);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
   *b = uv_buf_init(read_buf, sizeof read_buf);
+}
+
+/* The client closed its side: a last line without newline still counts,
+ * then the connection closes once every reply is out. */
+static void client_eof(conn_t *c) {
+  if (c->in.len && !c->skipping && !c->closing) {
+    size_t len = c->in.len;
+    c->in.len = 0;
+    handle_line(c, c->in.data, len);
+  }
+  c->eof = 1;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  maybe_finish(c);
+}
+
+/* A TLS connection that never completed its handshake: counted, logged
+ * (at most a line a second: a scanner cannot flood the log), sent the
+ * alert the engine produced if the socket takes it now, and closed. */
+static void tls_refuse(conn_t *c, const char *why) {
+  static log_limit_t refusals;
+  unsigned long held;
+  stats.tls_failures++;
+  if (log_limit_due(&refusals, uv_now(loop), &held))
+    log_warn(
+        "%s: TLS handshake failed, connection closed: %s (%lu more since "
+        "the last such line)",
+        c->addr, why, held);
+  tls_conn_drain(c->tls, &c->wq.out);
+  wqueue_flush(&c->wq);
+  conn_close(c);
+}
+
+/* Ciphertext from a tls_port client: the handshake, then lines. */
+static void tls_read(conn_t *c, const char *p, size_t n) {
+  tls_conn_feed(c->tls, p, n);
+  mark_dirty(c); /* handshake messages or alerts to send */
+  if (!c->tls_up) {
+    int rc = tls_conn_handshake(c->tls);
+    if (rc < 0) {
+      tls_refuse(c, tls_conn_error(c->tls));
+      return;
+    }
+    if (rc == 0) return;
+    c->tls_up = 1;
+    stats.tls_accepted++;
+  }
+  tls_plain.len = 0;
+  long rc = tls_conn_read(c->tls, &tls_plain);
+  if (tls_plain.len) feed(c, tls_plain.data, tls_plain.len);
+  if (rc >= 0 || c->closing) return;
+  if (!tls_conn_peer_closed(c->tls)) {
+    log_info("%s: TLS error, connection closed: %s", c->addr,
+             tls_conn_error(c->tls));
+    conn_close(c);
+  } else if (c->held.len) {
+    c->tls_eof = 1; /* after the held lines (maybe_resume) */
+  } else if (!c->eof) {
+    client_eof(c);
+  }
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
@@ -296,24 +382,23 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   if (nread > 0) {
     c->last_active = uv_now(loop);
     stats.bytes_in += (uint64_t)nread;
-    feed(c, b->base, (size_t)nread);
+    if (c->tls)
+      tls_read(c, b->base, (size_t)nread);
+    else
+      feed(c, b->base, (size_t)nread);
     return;
   }
   if (nread == 0) return;
+  if (c->tls && !c->tls_up) {
+    tls_refuse(c, nread == UV_EOF ? "closed during the handshake"
+                                  : uv_strerror((int)nread));
+    return;
+  }
   if (nread != UV_EOF) {
     conn_close(c);
     return;
   }
-  /* The client closed its side: a last line without newline still counts,
-   * then the connection closes once every reply is out. */
-  if (c->in.len && !c->skipping && !c->closing) {
-    size_t len = c->in.len;
-    c->in.len = 0;
-    handle_line(c, c->in.data, len);
-  }
-  c->eof = 1;
-  uv_read_stop(s);
-  maybe_finish(c);
+  client_eof(c);
 }
 
 /* Reading paused on a full output resumes once half of it has left, whether
@@ -322,8 +407,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
  * What was read but held back is handled first. Runs from flush, never
  * inside a script call. */
 static void maybe_resume(conn_t *c) {
-  if (!c->paused || c->eof || c->closing ||
-      wqueue_pending(&c->wq) > lim.out_pause / 2 || c->nslots > PENDING_MAX / 2)
+  if (!c->paused || c->eof || c->closing || unsent(c) > lim.out_pause / 2 ||
+      c->nslots > PENDING_MAX / 2)
     return;
   c->paused = 0;
   if (c->held.len) {
@@ -332,6 +417,10 @@ static void maybe_resume(conn_t *c) {
     feed(c, h.data, h.len);
     buf_free(&h);
     if (c->paused || c->closing || c->eof) return; /* held again */
+  }
+  if (c->tls_eof) {
+    client_eof(c);
+    return;
   }
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
@@ -348,8 +437,26 @@ static void on_written(wqueue_t *q, int status) {
   flush(c);
 }
 
+/* Encrypts the replies waiting (one TLS record for many) and moves what the
+ * engine has to send (records, handshake messages, alerts) to the wire
+ * queue. 0, or -1 with the connection closed. */
+static int tls_seal(conn_t *c) {
+  if (c->plain_out.len) {
+    if (tls_conn_write(c->tls, c->plain_out.data, c->plain_out.len) < 0) {
+      log_warn("%s: TLS error, connection closed: %s", c->addr,
+               tls_conn_error(c->tls));
+      conn_close(c);
+      return -1;
+    }
+    c->plain_out.len = 0;
+  }
+  tls_conn_drain(c->tls, &c->wq.out);
+  return 0;
+}
+
 static void flush(conn_t *c) {
   if (c->closing) return;
+  if (c->tls && tls_seal(c) < 0) return;
   int n = wqueue_flush(&c->wq);
   if (n < 0) {
     conn_close(c);
@@ -419,6 +526,8 @@ static void on_close(uv_handle_t *h) {
   }
   buf_free(&c->in);
   buf_free(&c->held);
+  buf_free(&c->plain_out);
+  tls_conn_free(c->tls);
   wqueue_free(&c->wq);
   free(c);
 }
@@ -427,6 +536,7 @@ static void conn_close(conn_t *c) {
   if (c->closing) return;
   c->closing = 1;
   stats.open--;
+  if (c->tls) stats.tls_open--;
   idmap_del(&by_id, c->id);
   if (c->addr_hash) addr_count(c->addr_hash, -1);
   if (c->prev)
@@ -491,6 +601,15 @@ static void on_connection(uv_stream_t *server, int status) {
     uv_close((uv_handle_t *)&c->tcp, on_close);
     return;
   }
+  if (server == (uv_stream_t *)&tls_listener) {
+    c->tls = tls_conn_new(tls_ctx, 1, c);
+    if (!c->tls) {
+      log_error("%s: cannot set up TLS for a client connection", c->addr);
+      uv_close((uv_handle_t *)&c->tcp, on_close);
+      return;
+    }
+    stats.tls_open++;
+  }
   stats.accepted++;
   stats.open++;
   c->addr_hash = h;
@@ -514,8 +633,11 @@ static void on_sweep(uv_timer_t *t) {
   for (conn_t *c = all; c; c = next) {
     next = c->next;
     const char *why = NULL;
-    if (lim.first_line_ms && !c->got_line &&
+    if (lim.first_line_ms && c->tls && !c->tls_up &&
         now - c->accepted_at > lim.first_line_ms)
+      why = "no TLS handshake before the deadline (limits.first_line_ms)";
+    else if (lim.first_line_ms && !c->got_line &&
+             now - c->accepted_at > lim.first_line_ms)
       why = "no complete line before the deadline";
     else if (lim.idle_ms && !c->wq.writing && !c->head &&
              now - c->last_active > lim.idle_ms)
@@ -526,6 +648,7 @@ static void on_sweep(uv_timer_t *t) {
       why = "not reading its replies";
     if (!why) continue;
     stats.timeouts++;
+    if (c->tls && !c->tls_up) stats.tls_failures++;
     log_info("%s: connection closed: %s", c->addr, why);
     conn_close(c);
   }
@@ -562,11 +685,9 @@ int conn_resolve(uv_loop_t *l, const char *host, int port,
   return rc;
 }
 
-int conn_listen(uv_loop_t *l, const char *host, int port,
-                const conn_limits_t *limits, char *err, size_t errlen) {
+static int listen_on(uv_tcp_t *t, const char *host, int port, char *err,
+                     size_t errlen) {
   struct sockaddr_storage ss;
-  loop = l;
-  lim = *limits;
   if (conn_resolve(loop, host, port, &ss) < 0) {
     snprintf(err, errlen,
              "bad listen address %s (not an address, and it "
@@ -574,15 +695,29 @@ int conn_listen(uv_loop_t *l, const char *host, int port,
              host);
     return -1;
   }
-  uv_tcp_init(loop, &listener);
-  int rc = uv_tcp_bind(&listener, (struct sockaddr *)&ss, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&listener, 1024, on_connection);
+  uv_tcp_init(loop, t);
+  int rc = uv_tcp_bind(t, (struct sockaddr *)&ss, 0);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)t, 1024, on_connection);
   if (rc < 0) {
     snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port,
              uv_strerror(rc));
-    uv_close((uv_handle_t *)&listener, NULL);
+    uv_close((uv_handle_t *)t, NULL);
     return -1;
   }
+  return 0;
+}
+
+int conn_listen(uv_loop_t *l, const char *host, int port, int tls_port,
+                tls_ctx_t *tls, const conn_limits_t *limits, char *err,
+                size_t errlen) {
+  loop = l;
+  lim = *limits;
+  tls_ctx = tls;
+  if (tls_port) {
+    if (listen_on(&tls_listener, host, tls_port, err, errlen) < 0) return -1;
+    tls_listening = 1;
+  }
+  if (listen_on(&listener, host, port, err, errlen) < 0) return -1;
   listening = 1;
   uv_timer_init(loop, &sweeper);
   uv_timer_start(&sweeper, on_sweep, SWEEP_MS, SWEEP_MS);
@@ -599,11 +734,16 @@ void conn_shutdown(void) {
     uv_close((uv_handle_t *)&again, NULL);
     listening = 0;
   }
+  if (tls_listening) {
+    uv_close((uv_handle_t *)&tls_listener, NULL);
+    tls_listening = 0;
+  }
   while (all)
     conn_close(all);
   idmap_free(&by_id);
   idmap_free(&by_token);
   idmap_free(&per_addr);
+  buf_free(&tls_plain);
 }
 
 int conn_send(uint64_t id, const char *data, size_t len) {

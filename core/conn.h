@@ -1,5 +1,7 @@
-/* conn: the client listener and client connections.
- * Owns the listening socket, every client connection (its line framing, its
+/* conn: the client listeners and client connections.
+ * Owns the listening sockets (the plain port and the optional tls_port,
+ * whose connections run the same protocol inside TLS through tls.c), every
+ * client connection (its TLS engine, its line framing, its
  * queue of replies kept in request order, its output buffers) and the limits
  * on them. Each complete line goes to the scripts' on_line hook; a reply can
  * be given at once or deferred (conn_defer/conn_answer) and still leaves in
@@ -12,12 +14,15 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "tls.h"
+
 typedef struct conn_limits {
   size_t max_line;        /* bytes in one line, without its newline     */
   size_t out_pause;       /* unsent bytes at which reading pauses       */
   unsigned max_conns;     /* client connections in total               */
   unsigned max_per_addr;  /* client connections from one address       */
-  unsigned first_line_ms; /* deadline for the first complete line      */
+  unsigned first_line_ms; /* deadline for the first complete line (on
+                             the tls_port, the TLS handshake included)  */
   unsigned idle_ms;       /* no input and no output for this long      */
   unsigned stall_ms;      /* a write that makes no progress this long  */
 } conn_limits_t;
@@ -25,10 +30,17 @@ typedef struct conn_limits {
 typedef struct conn_stats {
   uint64_t accepted, refused, open, lines_in, replies_out, bytes_in, bytes_out,
       script_errors, too_long, timeouts;
+  uint64_t tls_open, tls_accepted, tls_failures; /* the tls_port */
 } conn_stats_t;
 
-int conn_listen(uv_loop_t *loop, const char *host, int port,
-                const conn_limits_t *limits, char *err, size_t errlen);
+/* Listens on host:port for clients and, when tls_port is not 0, on
+ * host:tls_port for clients speaking TLS with tls (tls_ctx_server), which
+ * stays the caller's and must outlive conn_shutdown's last loop turn. The
+ * TLS port opens first: once the plain port accepts, both do. 0 or -1
+ * with a message. */
+int conn_listen(uv_loop_t *loop, const char *host, int port, int tls_port,
+                tls_ctx_t *tls, const conn_limits_t *limits, char *err,
+                size_t errlen);
 /* Writes every connection's pending output; called each loop iteration. */
 void conn_flush_all(void);
 /* Stops listening and closes every connection (after a last flush). */

@@ -25,6 +25,7 @@
 #include "script.h"
 #include "state.h"
 #include "store.h"
+#include "tls.h"
 
 #define MAX_EXTRA_SCRIPTS 64
 
@@ -68,6 +69,7 @@ static options_t opts;
 static config_t server_cfg;
 static int self_idx = -1;
 static int *running_nb, running_nnb; /* neighbours at start-up */
+static tls_ctx_t *client_tls_ctx;    /* the tls_port's, NULL without one */
 /* States replaced by a reload, each closed once nothing of its own is
  * pending (no HTTP request, no timer), so no request in flight is dropped. */
 static lua_State **retired;
@@ -254,6 +256,25 @@ static int check_server(lua_State *L, const config_t *cfg, int self, int *nb,
   return 0;
 }
 
+/* The tls_port's TLS context for server self (its client_tls files with
+ * {name} filled in) into *out: 0 (NULL when self has no tls_port), or -1
+ * with a message naming the config and the file. */
+static int client_tls(const config_t *cfg, int self, tls_ctx_t **out, char *err,
+                      size_t errlen) {
+  const config_server_t *s = &cfg->servers[self];
+  *out = NULL;
+  if (!s->tls_port) return 0;
+  char cert[4096], key[4096], ca[4096], why[1024];
+  config_with_name(cfg->client_cert, s->name, cert, sizeof cert);
+  config_with_name(cfg->client_key, s->name, key, sizeof key);
+  if (cfg->client_ca) config_with_name(cfg->client_ca, s->name, ca, sizeof ca);
+  *out = tls_ctx_server(cert, key, cfg->client_ca ? ca : NULL, why, sizeof why);
+  if (*out) return 0;
+  snprintf(err, errlen, "%.1024s: client_tls of servers.%s (tls_port %d): %s",
+           cfg->path, s->name, s->tls_port, why);
+  return -1;
+}
+
 static int run_check(const options_t *o) {
   char err[4096];
   script_watchdog_start(); /* a script stuck while loading is stopped */
@@ -269,10 +290,13 @@ static int run_check(const options_t *o) {
   for (int i = 0; i < cfg.nservers; i++) {
     if (o->name && strcmp(o->name, cfg.servers[i].name) != 0) continue;
     int nnb;
-    if (check_server(L, &cfg, i, nb, &nnb, err, sizeof err) < 0) {
+    tls_ctx_t *tls;
+    if (check_server(L, &cfg, i, nb, &nnb, err, sizeof err) < 0 ||
+        client_tls(&cfg, i, &tls, err, sizeof err) < 0) {
       fprintf(stderr, "herd: %s\n", err);
       rc = 1;
     }
+    tls_ctx_free(tls);
   }
   free(nb);
   if (o->name && config_find(&cfg, o->name) < 0) {
@@ -384,6 +408,7 @@ static void restart_needed(lua_State *L, const config_t *c, char *out,
     same_servers =
         j >= 0 && c->servers[j].port == o->servers[i].port &&
         c->servers[j].peer_port == o->servers[i].peer_port &&
+        c->servers[j].tls_port == o->servers[i].tls_port &&
         strcmp(c->servers[j].host, o->servers[i].host) == 0 &&
         c->servers[j].metrics_port == o->servers[i].metrics_port &&
         strcmp(c->servers[j].metrics_host, o->servers[i].metrics_host) == 0;
@@ -418,6 +443,10 @@ static void restart_needed(lua_State *L, const config_t *c, char *out,
               str_differs(c->tls_key, o->tls_key) ||
               str_differs(c->tls_ca, o->tls_ca),
           "tls");
+  CHANGED(str_differs(c->client_cert, o->client_cert) ||
+              str_differs(c->client_key, o->client_key) ||
+              str_differs(c->client_ca, o->client_ca),
+          "client_tls");
   CHANGED(str_differs(c->state_dir, o->state_dir) ||
               c->state_sync != o->state_sync ||
               c->state_sync_ms != o->state_sync_ms,
@@ -627,12 +656,13 @@ int main(int argc, char **argv) {
   const config_server_t *me = &server_cfg.servers[self_idx];
   /* The client port opens last: whoever sees it accept can use the admin
    * socket and find the HTTP engine ready. */
-  if (admin_start(loop, admin_sock, reload, err, sizeof err) < 0 ||
+  if (client_tls(&server_cfg, self_idx, &client_tls_ctx, err, sizeof err) < 0 ||
+      admin_start(loop, admin_sock, reload, err, sizeof err) < 0 ||
       http_init(loop, err, sizeof err) < 0 ||
       metrics_start(loop, &server_cfg, self_idx, err, sizeof err) < 0 ||
       peer_start(loop, &server_cfg, self_idx, nb, nnb, err, sizeof err) < 0 ||
-      conn_listen(loop, me->host, me->port, &server_cfg.limits, err,
-                  sizeof err) < 0) {
+      conn_listen(loop, me->host, me->port, me->tls_port, client_tls_ctx,
+                  &server_cfg.limits, err, sizeof err) < 0) {
     log_error("%s", err);
     log_close();
     return 1;
@@ -657,8 +687,12 @@ int main(int argc, char **argv) {
     strncat(names, server_cfg.servers[nb[i]].name,
             sizeof names - strlen(names) - 1);
   }
-  log_info("%s listening on %s:%d (peers on %d, admin %s), neighbours: %s",
-           me->name, me->host, me->port, me->peer_port, admin_sock,
+  char tls_note[96] = "";
+  if (me->tls_port)
+    snprintf(tls_note, sizeof tls_note, ", TLS clients on %d%s", me->tls_port,
+             server_cfg.client_ca ? " with client certificates" : "");
+  log_info("%s listening on %s:%d (peers on %d%s, admin %s), neighbours: %s",
+           me->name, me->host, me->port, me->peer_port, tls_note, admin_sock,
            nnb ? names : "none");
   log_info("scripts: %s", script_versions(L));
   log_places(&server_cfg);
@@ -697,6 +731,7 @@ int main(int argc, char **argv) {
   state_close();
   store_free();
   free(running_nb);
+  tls_ctx_free(client_tls_ctx);
   config_free(&server_cfg);
   log_close();
   uv_loop_close(loop);

@@ -41,6 +41,15 @@ enum { COUNTER, GAUGE };
   X(timeouts, COUNTER,                                                        \
     "Client connections closed by a time limit (first line, idle, stall).",   \
     c->timeouts)                                                              \
+  X(tls_connections, GAUGE,                                                   \
+    "Client connections open now on the tls_port (handshakes included).",     \
+    c->tls_open)                                                              \
+  X(tls_accepted, COUNTER, "tls_port connections whose handshake completed.", \
+    c->tls_accepted)                                                          \
+  X(tls_handshake_failures, COUNTER,                                          \
+    "tls_port connections closed before their handshake completed (refused, " \
+    "not TLS, no client certificate, deadline).",                             \
+    c->tls_failures)                                                          \
   X(records, GAUGE, "Client locations stored.", store_count())                \
   X(record_bytes, GAUGE, "Bytes of the stored AT lines.", store_bytes())      \
   X(peer_frames_in, COUNTER, "Frames received from peers.", p->frames_in)     \

@@ -1267,16 +1267,6 @@ int peer_set_secrets(const config_t *c) {
   return 0;
 }
 
-/* A tls path with "{name}" replaced by this server's name, so one config
- * serves every server. */
-static void with_name(const char *path, char *out, size_t n) {
-  const char *at = strstr(path, "{name}");
-  if (at)
-    snprintf(out, n, "%.*s%s%s", (int)(at - path), path, self_name, at + 6);
-  else
-    snprintf(out, n, "%s", path);
-}
-
 /* The tree key a server starts with: derived from its first secret (so
  * a herd on one secret starts agreed), random with certificates only, a
  * constant when insecure. A reload never changes it (a rotation must not
@@ -1301,9 +1291,9 @@ static int setup_tls(const config_t *c, char *err, size_t errlen) {
   if (c->insecure) return 0;
   if (c->tls_cert) {
     char cert[4096], key[4096], ca[4096];
-    with_name(c->tls_cert, cert, sizeof cert);
-    with_name(c->tls_key, key, sizeof key);
-    with_name(c->tls_ca, ca, sizeof ca);
+    config_with_name(c->tls_cert, self_name, cert, sizeof cert);
+    config_with_name(c->tls_key, self_name, key, sizeof key);
+    config_with_name(c->tls_ca, self_name, ca, sizeof ca);
     tls_ctx = tls_ctx_cert(cert, key, ca, 1, err, errlen);
     cert_mode = 1;
   } else {

@@ -2,8 +2,8 @@
  * loop owns the sockets: no blocking call, no thread. Owns SSL_CTX set-up
  * (external PSK or certificates), one engine per connection (ciphertext in,
  * plaintext out and back), and the HKDF the herd derives its keys with.
- * Any stream owner can use it (peer links today, a client tls_port later):
- * feed what the socket read, take what is to be written. */
+ * Any stream owner can use it (peer links, the client tls_port): feed what
+ * the socket read, take what is to be written. */
 #ifndef HERD_TLS_H
 #define HERD_TLS_H
 
@@ -34,6 +34,12 @@ tls_ctx_t *tls_ctx_psk(tls_psk_use_cb use, tls_psk_find_cb find, char *err,
  * (require_peer: a missing peer certificate fails the handshake). */
 tls_ctx_t *tls_ctx_cert(const char *cert, const char *key, const char *ca,
                         int require_peer, char *err, size_t errlen);
+/* A context for the client tls_port: TLS 1.2 or 1.3 (what clients of
+ * every age speak, OpenSSL's default cipher suites, no renegotiation), the
+ * server's certificate chain and key, and, when ca is not NULL, client
+ * certificates required and verified against it. NULL with a message. */
+tls_ctx_t *tls_ctx_server(const char *cert, const char *key, const char *ca,
+                          char *err, size_t errlen);
 void tls_ctx_free(tls_ctx_t *c);
 
 /* One connection's engine; server = 1 on the accepting side. */
@@ -53,6 +59,10 @@ long tls_conn_read(tls_conn_t *t, buf_t *out);
 int tls_conn_write(tls_conn_t *t, const void *data, size_t len);
 /* Moves the ciphertext waiting to be sent to out; returns its length. */
 size_t tls_conn_drain(tls_conn_t *t, buf_t *out);
+/* Whether the other side sent close_notify (its orderly end of input). */
+int tls_conn_peer_closed(const tls_conn_t *t);
+/* Queues this side's close_notify (drain it like any output); once only. */
+void tls_conn_close_notify(tls_conn_t *t);
 const char *tls_conn_error(const tls_conn_t *t);
 /* "TLSv1.3 TLS_AES_128_GCM_SHA256 X25519" for log lines. */
 void tls_conn_describe(const tls_conn_t *t, char *out, size_t n);

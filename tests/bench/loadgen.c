@@ -10,7 +10,9 @@
  * measured wall time), so a reader can see it was not the bottleneck.
  *
  * Modes (see README.md for what each figure means):
- *   iamat     persistent connections, N IAMATs in flight on each
+ *   iamat     persistent connections, N IAMATs in flight on each; with
+ *             --tls, inside TLS (a server's tls_port; the server's
+ *             certificate is not verified: a throughput figure)
  *   oneshot   one IAMAT per connection: connect, write, shutdown(SHUT_WR),
  *             read the reply until EOF, close; source addresses rotate over
  *             127.0.0.2..127.0.0.9 so source ports do not run out
@@ -35,6 +37,9 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -78,6 +83,7 @@ static struct {
     int timeout_ms;
     int pid;             /* server pid for resident-memory figures */
     const char *tag;     /* client id prefix, unique per run */
+    int tls;             /* iamat: connections speak TLS */
     const char *child_cpus; /* startup: pin the command to these CPUs ("0", "0,1", "0-1") */
     char **cmd;          /* startup: command to run */
 } opt = {
@@ -187,6 +193,7 @@ struct conn {
     int state;
     uint64_t t0;
     int srcidx;
+    SSL *ssl;            /* --tls: the connection's TLS engine */
     char *rbuf;          /* whole-reply buffer (whatsat, prop polls) */
     size_t rlen, rcap2;
     int rounds_left;
@@ -311,7 +318,15 @@ static void note_error(const char *what, const char *detail)
  * Returns -1 on a write error. */
 static int out_flush(conn_t *c)
 {
-    while (out_pending(c)) {
+    while (out_pending(c) && c->ssl) {
+        int w = SSL_write(c->ssl, c->out + c->ooff, (int)out_pending(c));
+        if (w > 0) { c->ooff += (size_t)w; continue; }
+        int e = SSL_get_error(c->ssl, w);
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) break;
+        note_error("SSL_write", "failed");
+        return -1;
+    }
+    while (out_pending(c) && !c->ssl) {
         ssize_t w = write(c->fd, c->out + c->ooff, out_pending(c));
         if (w > 0) { c->ooff += (size_t)w; continue; }
         if (w < 0 && errno == EINTR) continue;
@@ -380,6 +395,19 @@ static void scan_lines(conn_t *c, const char *p, size_t n, void (*on_line)(conn_
 static char rdbuf[256 * 1024];
 static ssize_t read_some(conn_t *c)
 {
+    if (c->ssl) {  /* every record that is there, up to rdbuf's size */
+        size_t got = 0;
+        while (got < sizeof rdbuf) {
+            int r = SSL_read(c->ssl, rdbuf + got, (int)(sizeof rdbuf - got));
+            if (r > 0) { got += (size_t)r; continue; }
+            int e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE || got) break;
+            if (e == SSL_ERROR_ZERO_RETURN) return 0;
+            note_error("SSL_read", "failed");
+            return -1;
+        }
+        return got ? (ssize_t)got : -2;
+    }
     for (;;) {
         ssize_t r = read(c->fd, rdbuf, sizeof rdbuf);
         if (r >= 0) return r;
@@ -560,12 +588,39 @@ static int all_replied(void)
     return 1;
 }
 
+/* --tls: a TLS client on fd (nonblocking), its handshake done before any
+ * figure is measured. */
+static SSL *tls_client(int fd)
+{
+    static SSL_CTX *ctx;
+    if (!ctx) {
+        ctx = SSL_CTX_new(TLS_client_method());
+        if (!ctx) die("%s", "SSL_CTX_new failed");
+    }
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    for (int tries = 0; tries < 1000; tries++) {
+        int r = SSL_connect(ssl);
+        if (r == 1) return ssl;
+        int e = SSL_get_error(ssl, r);
+        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) break;
+        struct pollfd p = { fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, 0 };
+        poll(&p, 1, 100);
+    }
+    char why[160] = "handshake";
+    ERR_error_string_n(ERR_get_error(), why, sizeof why);
+    die("TLS handshake failed: %s", why);
+    return NULL;
+}
+
 static void mode_iamat(void)
 {
     conns = calloc((size_t)opt.conns, sizeof *conns);
     long rss0 = opt.pid ? rss_kb(opt.pid) : -1;
     for (int i = 0; i < opt.conns; i++) {
         conns[i] = conn_new(connect_blocking(opt.port), iamat_cb, i);
+        if (opt.tls) conns[i]->ssl = tls_client(conns[i]->fd);
         ep_set(conns[i], EPOLLIN);
     }
     target_count = opt.count;
@@ -593,9 +648,9 @@ static void mode_iamat(void)
     uint64_t c1 = cpu_ns();
     double win = (double)(t_win1 - t_win0) / 1e9;
     long count = target_count ? total_replies : win_replies;
-    printf("RESULT mode=iamat conns=%d inflight=%d rate=%.0f replies=%ld bad=%ld errors=%ld "
+    printf("RESULT mode=iamat tls=%d conns=%d inflight=%d rate=%.0f replies=%ld bad=%ld errors=%ld "
            "p50_us=%.1f p99_us=%.1f max_us=%.1f seconds=%.3f lg_cpu_pct=%.1f",
-           opt.conns, opt.inflight, count / win, count, bad_replies, io_errors,
+           opt.tls, opt.conns, opt.inflight, count / win, count, bad_replies, io_errors,
            hpct(&hist, .5) / 1e3, hpct(&hist, .99) / 1e3, hist.max / 1e3, win,
            (double)(c1 - c0) / (double)(t_win1 - t_win0) * 100);
     if (opt.pid) {
@@ -1349,6 +1404,7 @@ static void usage(void)
         "  --port2 P         prop: the server polled\n"
         "  --conns N         connections (iamat 8, oneshot: concurrent slots)\n"
         "  --inflight N      iamat: messages in flight per connection (1)\n"
+        "  --tls             iamat: speak TLS (a server's tls_port)\n"
         "  --duration S      measured seconds (2); idle: seconds to hold after\n"
         "  --warmup S        seconds before measuring (0.5)\n"
         "  --count N         iamat: send exactly N IAMATs (preload), all unique ids\n"
@@ -1382,7 +1438,8 @@ int main(int argc, char **argv)
         { "poll-us", 1, 0, 'u' }, { "gap-us", 1, 0, 'g' }, { "probe-timeout-ms", 1, 0, 'T' },
         { "poll-fmt", 1, 0, 'f' }, { "poll-lines", 1, 0, 'l' }, { "rounds", 1, 0, 'R' },
         { "radius", 1, 0, 'A' }, { "bound", 1, 0, 'B' }, { "timeout-ms", 1, 0, 't' },
-        { "pid", 1, 0, 'x' }, { "tag", 1, 0, 'G' }, { "child-cpus", 1, 0, 'C' }, { 0, 0, 0, 0 }
+        { "pid", 1, 0, 'x' }, { "tag", 1, 0, 'G' }, { "child-cpus", 1, 0, 'C' },
+        { "tls", 0, 0, 'S' }, { 0, 0, 0, 0 }
     };
     int ch;
     optind = 2;
@@ -1412,6 +1469,7 @@ int main(int argc, char **argv)
         case 'x': opt.pid = atoi(optarg); break;
         case 'G': opt.tag = optarg; break;
         case 'C': opt.child_cpus = optarg; break;
+        case 'S': opt.tls = 1; break;
         default: usage();
         }
     }
