@@ -623,13 +623,15 @@ class Bench:
         return quiet
 
     # ------------------------------------------------------------- rounds
-    def start_clusters(self, systems, names, links, figs, places_url=None):
+    def start_clusters(self, systems, names, links, figs, places_url=None, options=None):
         """One cluster per system, all up at once (idle ones cost nothing),
-        so the rounds can go from one system to the next."""
+        so the rounds can go from one system to the next.  options(system):
+        more keyword arguments for that system's Cluster."""
         clusters = {}
         for s in systems:
             try:
-                clusters[s.key] = Cluster(self, s, names, links, places_url)
+                clusters[s.key] = Cluster(self, s, names, links, places_url,
+                                          **(options(s) if options else {}))
             except NA as e:
                 self.mark_na(figs, s.key, str(e))
         return clusters
@@ -649,7 +651,7 @@ class Bench:
                     if (clusters is not None and cl is None) or (s.key, i) in failed \
                             or not applies(s):
                         continue
-                    self.round = rnd
+                    self.round, self.last_quiet = rnd, None
                     try:
                         run(s, cl)
                     except NA as e:
@@ -773,9 +775,9 @@ class Bench:
 
     def note_rate(self, fig, sysk, rate):
         """The cell says at which rates (one per round) it was measured."""
-        rates = self.note.get((fig, sysk), "@/s")[1:-2].split("|")
-        if short(rate) not in rates:
-            self.note[(fig, sysk)] = "@%s/s" % "|".join([x for x in rates if x] + [short(rate)])
+        rates = self.note.get((fig, sysk), "@/s")[1:-2].split(", ")
+        if short(rate) not in rates:  # no "|": the table is also Markdown
+            self.note[(fig, sysk)] = "@%s/s" % ", ".join([x for x in rates if x] + [short(rate)])
 
     # ------------------------------------------------------------- groups
     # Each figure group is run by group_<name>(systems) with its rows
@@ -1014,6 +1016,7 @@ class Bench:
                     getattr(self, "group_" + group)(chosen)
                 else:
                     for s in chosen:
+                        self.last_quiet = None  # a row without a loadgen run has no busy flag
                         getattr(self, "fig_" + group)(s, s.key)
             except (KeyboardInterrupt, SystemExit):
                 raise
