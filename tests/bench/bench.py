@@ -10,6 +10,7 @@ by PID when it ends, however it ends.
 import argparse
 import ctypes
 import json
+import math
 import re
 import os
 import shutil
@@ -49,11 +50,38 @@ HERD_SCRIPTS = [s for s in os.environ.get(
     if POLL.startswith("WHEREIS") else "").split(":") if s]
 
 T0 = time.monotonic()
+QUIET_WINDOW = 0.2   # seconds of /proc/stat per look at the machine
+QUIET_BUSY = 0.15    # a CPU busier than this over the window: not quiet
 
 
 def log(msg):
     sys.stderr.write("[%5.1fs] %s\n" % (time.monotonic() - T0, msg))
     sys.stderr.flush()
+
+
+def cpu_times():
+    """{cpu: (busy jiffies, all jiffies)} from /proc/stat."""
+    out = {}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("cpu") and line[3].isdigit():
+                    name, *vals = line.split()
+                    vals = [int(v) for v in vals[:8]]  # user nice system idle iowait irq softirq steal
+                    out[int(name[3:])] = (sum(vals) - vals[3] - vals[4], sum(vals))
+    except OSError:
+        pass
+    return out
+
+
+def parse_cpus(spec):
+    """taskset's list ("0", "0,2", "1-3") as a set of CPU numbers."""
+    cpus = set()
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        if lo.strip().isdigit():
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
 
 
 class NA(Exception):
@@ -424,10 +452,10 @@ FIGS = [
     Fig("f_one", "IAMAT/s 5-server herd, one per conn", "/s", "higher", "≥ 0.8× C line"),
     Fig("p_low50", "2-hop propagation p50, low rate (µs)", "us", "lower", ""),
     Fig("p_low99", "2-hop propagation p99, low rate (µs)", "us", "lower", "< 1000 µs"),
-    Fig("p_max", "highest rate with 2-hop p99 < 10 ms", "/s", "higher", "printed"),
-    Fig("p_max99", "2-hop p99 at own highest rate (µs)", "us", "lower", ""),
-    Fig("p_at_a99", "2-hop p99 at asyncio's highest rate", "us", "lower", "≥ 10× lower than asyncio"),
-    Fig("p_at_u99", "2-hop p99 at uvloop's highest rate", "us", "lower", ""),
+    Fig("p_max", "highest rate with 2-hop p99 < 10 ms (ladder)", "/s", "higher", "printed"),
+    Fig("p_max99", "2-hop p99 in that rate's ladder run (µs)", "us", "lower", "< 10 ms by definition"),
+    Fig("p_at_a99", "2-hop p99 at asyncio's ladder rate (µs)", "us", "lower", "≥ 10× lower than asyncio"),
+    Fig("p_at_u99", "2-hop p99 at uvloop's ladder rate (µs)", "us", "lower", ""),
     Fig("w_total", "1000 WHATSATs vs 200 ms mock: total ms", "ms", "lower", "≤ 300 ms"),
     Fig("w_p99", "1000 WHATSATs vs 200 ms mock: p99 ms", "ms", "lower", ""),
     Fig("w_rtt0", "WHATSAT p50 vs 0 ms mock, 1 conn (µs)", "us", "lower", ""),
@@ -442,14 +470,14 @@ FIGS = [
     Fig("f_hs", "peer link handshake, median of the herd's links (ms)", "ms", "lower", "printed"),
 ]
 FIG = {f.key: f for f in FIGS}
-GROUPS = [  # figure groups, in the order they run; --groups picks some
+GROUPS = [  # figure groups, in the order they run (the time budget cuts the last); --groups picks some
     ("start", ["start"]),
     ("alone", ["a_n1", "a_n16", "a_tls16", "a_one", "rtt1", "w_local", "w_localq"]),
-    ("idle", ["m_conn"]),
-    ("records", ["m_rec"]),
-    ("whatsat", ["w_total", "w_p99", "w_rtt0", "w_http0", "w_over"]),
     ("five", ["f_n1", "f_n16", "f_one", "p_low50", "p_low99", "p_max", "p_max99",
               "p_at_a99", "p_at_u99", "f_hs"]),
+    ("whatsat", ["w_total", "w_p99", "w_rtt0", "w_http0", "w_over"]),
+    ("idle", ["m_conn"]),
+    ("records", ["m_rec"]),
 ]
 
 
@@ -488,6 +516,9 @@ class Bench:
         self.procs = Procs(args.pidfile)
         self.ports = Ports()
         self.results = {}     # (fig, system) -> list of values
+        self.by_round = {}    # (fig, system) -> {round: value}, for the ratios per round
+        self.busy = {}        # (fig, system) -> [run started on a busy machine?]
+        self.round = None     # the round being run (interleave)
         self.lgcpu = {}       # (fig, system) -> list of load generator CPU %
         self.na = {}          # (fig, system) -> reason
         self.note = {}        # (fig, system) -> short note for the cell
@@ -495,10 +526,18 @@ class Bench:
         self.mock_url = self.mock0_url = None
         self.tls_files = None
         self.mock0_port = 0
-        # herd first: if the time budget runs out, a baseline's figures go
-        self.systems = [Herd(self), HerdInsecure(self), Line(self), Asyncio(self), Uvloop(self),
+        # the order within each round
+        self.systems = [Herd(self), HerdInsecure(self), Asyncio(self), Uvloop(self), Line(self),
                         AsyncioBatched(self), UvloopBatched(self)]
-        self.max_rate = {}
+        self.round_rate = {}  # (system, round) -> its ladder's rate
+        self.ladder_idx = {}  # system -> its last ladder step
+        # waiting for a quiet machine: at most quiet_wait before a run, and
+        # quiet_left in all, so a machine that stays busy costs a bounded time
+        self.quiet_wait = 0.5 if args.quick else 2.0
+        self.quiet_left = 15.0 if args.quick else 90.0
+        self.last_quiet = None  # was the machine quiet before the last loadgen run?
+        self.cpus = parse_cpus(args.server_cpus) | parse_cpus(args.load_cpus) \
+            if self.pin_server else set()
         self.groups = set(g for g in args.groups.split(",") if g)
 
     def client_tls_files(self):
@@ -520,6 +559,7 @@ class Bench:
         if self.time_left() < 0:
             raise NA("time budget of %.0f s used up (--budget)" % self.args.budget)
         cmd = (self.pin_load if pin is None else pin) + [LOADGEN, mode] + [str(a) for a in args]
+        self.last_quiet = self.wait_quiet()
         try:
             r = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
                                env=env)
@@ -546,12 +586,20 @@ class Bench:
             raise NA("loadgen %s: %s %s" % (mode, res["error"], res.get("first_error", "")))
         return res
 
-    def record(self, fig, sysk, value, lg=None, show=None):
+    def record(self, fig, sysk, value, lg=None, busy=True):
+        """A figure's value from the last loadgen run (busy=None: a value
+        derived from others, not a run of its own)."""
         self.results.setdefault((fig, sysk), []).append(value)
+        if self.round is not None:
+            self.by_round.setdefault((fig, sysk), {})[self.round] = value
         if lg is not None:
             self.lgcpu.setdefault((fig, sysk), []).append(lg)
-        log("  %-9s %-42s %s%s" % (sysk, FIG[fig].label, fmt_value(value, FIG[fig]),
-                                    "  (load gen cpu %.0f%%)" % lg if lg is not None else ""))
+        if busy is not None and self.last_quiet is not None:
+            self.busy.setdefault((fig, sysk), []).append(not self.last_quiet)
+        log("  %-9s %-42s %s%s%s" % (sysk, FIG[fig].label, fmt_value(value, FIG[fig]),
+                                      "  (load gen cpu %.0f%%)" % lg if lg is not None else "",
+                                      "  (busy machine)" if busy is not None
+                                      and self.last_quiet is False else ""))
 
     def mark_na(self, figs, sysk, reason):
         for f in figs:
@@ -570,23 +618,103 @@ class Bench:
     def time_left(self):
         return self.args.budget - (time.monotonic() - T0)
 
-    # ------------------------------------------------------------- figures
-    def throughput(self, sysk, cl, name, prefix):
-        port = cl.port(name)
+    # ---------------------------------------------------------- quiet machine
+    def cpu_busy(self, window):
+        """The busiest of the bench's CPUs over `window` seconds, 0..1, from
+        /proc/stat (steal counts as busy: on a VM it is another guest)."""
+        a = cpu_times()
+        time.sleep(window)
+        b = cpu_times()
+        busy = 0.0
+        for c in self.cpus or list(b):
+            if c in a and c in b and b[c][1] > a[c][1]:
+                busy = max(busy, (b[c][0] - a[c][0]) / (b[c][1] - a[c][1]))
+        return busy
+
+    def wait_quiet(self):
+        """Before each measurement: wait, a bounded time, until no CPU the
+        bench uses is more than QUIET_BUSY busy (our idle servers cost
+        nothing, so what is left is other work, or ours still draining).
+        Returns True when the machine was quiet, False when the wait ran
+        out; the table counts the runs that started on a busy machine."""
+        start = time.monotonic()
+        limit = max(0.0, min(self.quiet_wait, self.quiet_left))
+        while True:
+            busy = self.cpu_busy(QUIET_WINDOW)
+            if busy <= QUIET_BUSY:
+                quiet = True
+                break
+            if time.monotonic() - start + QUIET_WINDOW > limit:
+                quiet = False
+                break
+        self.quiet_left -= max(0.0, time.monotonic() - start - QUIET_WINDOW)
+        return quiet
+
+    # ------------------------------------------------------------- rounds
+    def start_clusters(self, systems, names, links, figs, places_url=None, options=None):
+        """One cluster per system, all up at once (idle ones cost nothing),
+        so the rounds can go from one system to the next.  options(system):
+        more keyword arguments for that system's Cluster."""
+        clusters = {}
+        for s in systems:
+            try:
+                clusters[s.key] = Cluster(self, s, names, links, places_url,
+                                          **(options(s) if options else {}))
+            except NA as e:
+                self.mark_na(figs, s.key, str(e))
+        return clusters
+
+    def interleave(self, systems, steps, clusters=None, rounds=None):
+        """Runs the rows round by round: in each round every step (a row or
+        rows measured by one run) for every system in turn (herd, asyncio,
+        uvloop, line server, then the next step), so a noisy minute falls
+        on all the systems a ratio compares and each ratio is taken within
+        a round.  steps: (figs, applies(system), run(system, cluster)).  A
+        step that fails for a system is not retried in later rounds."""
+        failed = set()
+        for rnd in range(rounds or self.reps):
+            for i, (figs, applies, run) in enumerate(steps):
+                for s in systems:
+                    cl = clusters.get(s.key) if clusters is not None else None
+                    if (clusters is not None and cl is None) or (s.key, i) in failed \
+                            or not applies(s):
+                        continue
+                    self.round, self.last_quiet = rnd, None
+                    try:
+                        run(s, cl)
+                    except NA as e:
+                        self.mark_na(figs, s.key, str(e))
+                        failed.add((s.key, i))
+                    finally:
+                        self.round = None
+                    if cl is not None and not cl.alive():
+                        self.mark_na([f for fs, _, _ in steps for f in fs], s.key,
+                                     "%s died during %s" % (s.key, FIG[figs[0]].label))
+                        clusters.pop(s.key).stop()
+
+    @staticmethod
+    def stop_clusters(*dicts):
+        for d in dicts:
+            for cl in d.values():
+                cl.stop()
+
+    # ------------------------------------------------------------- runs
+    def rate_run(self, fig, sysk, port, mode, args):
+        r = self.loadgen(mode, "--port", port, "--duration", self.dur,
+                         "--warmup", self.warm, *args, timeout=self.dur + 30)
+        self.check_ok(r, FIG[fig].label)
+        self.record(fig, sysk, r["rate"], r["lg_cpu_pct"])
+
+    def throughput_steps(self, prefix, name, applies=lambda s: True):
+        steps = []
         for fig, mode, args in (("_n1", "iamat", ["--inflight", 1]),
                                 ("_n16", "iamat", ["--inflight", 16]),
                                 ("_one", "oneshot", ["--conns", 32])):
             key = prefix + fig
-            try:
-                for _ in range(self.reps):
-                    r = self.loadgen(mode, "--port", port, "--duration", self.dur,
-                                     "--warmup", self.warm, *args, timeout=self.dur + 30)
-                    self.check_ok(r, FIG[key].label)
-                    self.record(key, sysk, r["rate"], r["lg_cpu_pct"])
-            except NA as e:
-                self.mark_na([key], sysk, str(e))
-            if not cl.alive():
-                raise NA("%s died during %s" % (sysk, FIG[key].label))
+            steps.append(([key], applies,
+                           lambda s, cl, key=key, mode=mode, args=args:
+                           self.rate_run(key, s.key, cl.port(name), mode, args)))
+        return steps
 
     def prop(self, cl, rate, dur, warm):
         return self.loadgen("prop", "--port", cl.port(WRITER), "--port2", cl.port(READER),
@@ -597,280 +725,274 @@ class Bench:
     def sustained(self, r):
         return r.get("sustained") == 1 and r["p99_us"] < PROP_P99_LIMIT_US
 
-    def propagation(self, sysk, cl):
-        # low rate: probes only
-        try:
-            for _ in range(self.reps):
-                r = self.prop(cl, 0, self.prop_dur, self.warm)
-                if r["timeouts"] or not r["seen"]:
-                    raise NA("probes not seen at %s within 1 s (%d of %d lost)%s"
-                             % (READER, r["timeouts"], r["probes"],
-                                " " + r["first_error"] if "first_error" in r else ""))
-                self.record("p_low50", sysk, r["p50_us"], r["lg_cpu_pct"])
-                self.record("p_low99", sysk, r["p99_us"], r["lg_cpu_pct"])
-        except NA as e:
-            self.mark_na(["p_low50", "p_low99", "p_max", "p_max99", "p_at_a99", "p_at_u99"], sysk, str(e))
-            return
-        if not getattr(cl.system, "ladder", True):
-            self.mark_na(["p_max", "p_max99", "p_at_a99", "p_at_u99"], sysk, "not selected (--groups)")
-            return
-        # ladder: the highest offered rate that is sustained with p99 < 10 ms
+    def prop_low(self, s, cl):
+        r = self.prop(cl, 0, self.prop_dur, self.warm)
+        if r["timeouts"] or not r["seen"]:
+            raise NA("probes not seen at %s within 1 s (%d of %d lost)%s"
+                     % (READER, r["timeouts"], r["probes"],
+                        " " + r["first_error"] if "first_error" in r else ""))
+        self.record("p_low50", s.key, r["p50_us"], r["lg_cpu_pct"])
+        self.record("p_low99", s.key, r["p99_us"], r["lg_cpu_pct"])
+
+    def ladder_step(self, sysk, cl, rate):
+        """A ladder rate: sustained within three tries (a shared machine has
+        noisy seconds, and one of them should not end a ladder)?  Returns
+        the sustaining run's result, or None."""
+        for _ in range(3):
+            r = self.prop(cl, rate, self.ladder_dur, 0.3)
+            ok = self.sustained(r)
+            log("  %-9s ladder %7d/s: achieved %7.0f/s p99 %8.0f µs backlog %d%s"
+                % (sysk, rate, r["achieved"], r["p99_us"], r["backlog"],
+                   "  sustained" if ok else "  NOT sustained"))
+            if ok:
+                r["quiet"] = self.last_quiet
+                return r
+        return None
+
+    def ladder(self, s, cl):
+        """The highest ladder rate sustained with a 2-hop p99 under 10 ms, in
+        this round; both rows come from that one sustaining run, so its p99
+        is under 10 ms by definition.  Round 1 climbs from the bottom; later
+        rounds start two steps below the last round's rate (and step down if
+        that fails).  A round that sustains no rate leaves the rows n/a
+        there, but the next round tries again: that is a figure, not a
+        failure of the bench."""
+        sysk = s.key
+        start = max(0, self.ladder_idx.get(sysk, 0) - 2)
         best = None
-        for rate in LADDER:
-            if self.time_left() < 60:
-                log("  time budget: ladder stops at %d/s" % rate)
+        i = start
+        while i < len(LADDER):
+            if self.time_left() < min(60, self.args.budget / 10):
+                self.note[("p_max", sysk)] = "(ladder cut by --budget)"
                 break
-            ok = False
-            for attempt in range(3):  # a noisy machine gets two more chances
-                r = self.prop(cl, rate, self.ladder_dur, 0.3)
-                ok = self.sustained(r)
-                log("  %-9s ladder %7d/s: achieved %7.0f/s p99 %8.0f µs backlog %d%s"
-                    % (sysk, rate, r["achieved"], r["p99_us"], r["backlog"],
-                       "  sustained" if ok else "  NOT sustained"))
-                if ok:
+            r = self.ladder_step(sysk, cl, LADDER[i])
+            if r is None:
+                break
+            best, i = (i, r), i + 1
+        if best is None:
+            for i in range(start - 1, -1, -1):
+                r = self.ladder_step(sysk, cl, LADDER[i])
+                if r is not None:
+                    best = (i, r)
                     break
-            if not ok:
-                break
-            best = rate
         if best is None:
             self.mark_na(["p_max", "p_max99"], sysk, "not sustained even at %d/s" % LADDER[0])
-        else:
-            self.max_rate[sysk] = best
-            for _ in range(self.reps):
-                r = self.prop(cl, best, self.prop_dur, self.warm)
-                self.record("p_max", sysk, r["achieved"], r["lg_cpu_pct"])
-                self.record("p_max99", sysk, r["p99_us"], r["lg_cpu_pct"])
-        if sysk == "asyncio" and best:
-            self.record_p99_at(sysk, cl, "p_at_a99", best, own=True)
-        if sysk == "uvloop" and best:
-            self.record_p99_at(sysk, cl, "p_at_u99", best, own=True)
-
-    def record_p99_at(self, sysk, cl, fig, rate, own=False):
-        if own:  # the baseline's own runs at its highest rate are the reference
-            for v, lg in zip(self.results.get(("p_max99", sysk), []),
-                             self.lgcpu.get(("p_max99", sysk), [])):
-                self.record(fig, sysk, v, lg)
-            self.note[(fig, sysk)] = "@%s/s" % short(rate)
             return
-        for _ in range(self.reps):
-            r = self.prop(cl, rate, self.prop_dur, self.warm)
-            self.record(fig, sysk, r["p99_us"], r["lg_cpu_pct"])
-        self.note[(fig, sysk)] = "@%s/s" % short(rate)
+        i, r = best
+        self.last_quiet = r["quiet"]  # the busy column counts the sustaining run
+        self.ladder_idx[sysk] = i
+        self.round_rate[(sysk, self.round)] = LADDER[i]
+        self.record("p_max", sysk, LADDER[i], r["lg_cpu_pct"])
+        self.record("p_max99", sysk, r["p99_us"], r["lg_cpu_pct"])
 
-    def run_system(self, s):
-        sysk = s.key
-        why = s.unavailable()
-        if why:
-            self.mark_na([f.key for f in FIGS], sysk, why)
-            return
-        log("== %s" % s.label)
-
-        for group, figs in GROUPS:
-            if self.groups and group not in self.groups:
-                self.mark_na(figs, sysk, "not selected (--groups)")
+    def p99_at_baselines(self, s, cl):
+        """The 2-hop p99 at the rate each baseline's ladder found in this
+        round: herd's, and the baseline's own in a fresh run (not its
+        sustaining ladder run, the best of up to three tries), one after
+        the other, so both get the same single run."""
+        for base, fig in (("asyncio", "p_at_a99"), ("uvloop", "p_at_u99")):
+            if s.key not in ("herd", base):
                 continue
-            if s.groups is not None and group not in s.groups:
-                self.mark_na(figs, sysk, "not selected (--groups)")
+            rate = self.round_rate.get((base, self.round))
+            if rate is None:
+                self.mark_na([fig], s.key, "%s sustained no ladder rate" % base)
                 continue
-            try:
-                getattr(self, "fig_" + group)(s, sysk)
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as e:  # a bench bug costs its figures, not the run
-                import traceback
-                traceback.print_exc()
-                self.mark_na(figs, sysk, "bench error: %s: %s" % (type(e).__name__, e))
+            r = self.prop(cl, rate, self.ladder_dur, 0.3)
+            self.record(fig, s.key, r["p99_us"], r["lg_cpu_pct"])
+            self.note_rate(fig, s.key, rate)
 
-    def fig_start(self, s, sysk):
-        # start-up to listening
+    def note_rate(self, fig, sysk, rate):
+        """The cell says at which rates (one per round) it was measured."""
+        rates = self.note.get((fig, sysk), "@/s")[1:-2].split(", ")
+        if short(rate) not in rates:  # no "|": the table is also Markdown
+            self.note[(fig, sysk)] = "@%s/s" % ", ".join([x for x in rates if x] + [short(rate)])
+
+    # ------------------------------------------------------------- groups
+    # Each figure group is run by group_<name>(systems) with its rows
+    # interleaved, or else by fig_<name>(system, key) for one system after
+    # the other (the way to add a herd-only row).
+
+    def group_start(self, systems):
+        self.interleave(systems, [(["start"], lambda s: True, self.step_start)])
+
+    def step_start(self, s, _cl):
+        tmp = tempfile.mkdtemp(prefix="herd-bench-", dir=self.tmp)
+        os.makedirs(os.path.join(tmp, "logs"))
+        port = self.ports.take(1)[0]
+        cfg = s.write_config([port], ["Riley"], [], tmp)
+        cmd = s.command(cfg, "Riley", port, None)
+        pin = ["--child-cpus", self.args.server_cpus] if self.pin_server else []
+        env = s.env(None, os.path.join(tmp, "logs"))
         try:
-            for _ in range(self.reps):
-                tmp = tempfile.mkdtemp(prefix="herd-bench-", dir=self.tmp)
-                os.makedirs(os.path.join(tmp, "logs"))
-                port = self.ports.take(1)[0]
-                cfg = s.write_config([port], ["Riley"], [], tmp)
-                cmd = s.command(cfg, "Riley", port, None)
-                pin = ["--child-cpus", self.args.server_cpus] if self.pin_server else []
-                env = s.env(None, os.path.join(tmp, "logs"))
-                try:
-                    r = self.loadgen("startup", "--port", port, "--timeout-ms", 5000, *pin,
-                                     "--", *cmd, timeout=30, env=env)
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                if r["ms"] < 0:
-                    raise NA("did not start listening within 5 s")
-                self.record("start", sysk, r["ms"])
-        except NA as e:
-            self.mark_na(["start"], sysk, str(e))
+            r = self.loadgen("startup", "--port", port, "--timeout-ms", 5000, *pin,
+                             "--", *cmd, timeout=30, env=env)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if r["ms"] < 0:
+            raise NA("did not start listening within 5 s")
+        self.record("start", s.key, r["ms"])
 
-    def fig_alone(self, s, sysk):
-        # alone: throughput and round trips
+    def group_alone(self, systems):
+        figs = ["a_n1", "a_n16", "a_one", "rtt1", "w_local", "w_localq"]
+        for s in systems:
+            if s.key != "herd":
+                self.mark_na(["w_local", "w_localq"], s.key, "no offline places data (stub)"
+                             if isinstance(s, Asyncio) else "no WHATSAT")
+        clusters = self.start_clusters(systems, ["Riley"], [], figs,
+                                       options=lambda s: {"tls": s.key == "herd"})
         try:
-            cl = Cluster(self, s, ["Riley"], [], tls=sysk == "herd")
-            try:
-                self.throughput(sysk, cl, "Riley", "a")
-                if sysk == "herd":  # the same load inside TLS, on the tls_port
-                    try:
-                        for _ in range(self.reps):
-                            r = self.loadgen("iamat", "--tls", "--port", cl.port("Riley") + 2000,
-                                             "--duration", self.dur, "--warmup", self.warm,
-                                             "--inflight", 16, timeout=self.dur + 30)
-                            self.check_ok(r, FIG["a_tls16"].label)
-                            self.record("a_tls16", sysk, r["rate"], r["lg_cpu_pct"])
-                    except NA as e:
-                        self.mark_na(["a_tls16"], sysk, str(e))
-                else:
-                    self.mark_na(["a_tls16"], sysk, "no TLS client port")
-                try:
-                    for _ in range(self.reps):
-                        r = self.loadgen("iamat", "--port", cl.port("Riley"), "--conns", 1,
-                                         "--duration", self.dur, "--warmup", self.warm,
-                                         timeout=self.dur + 30)
-                        self.check_ok(r, "round trip")
-                        self.record("rtt1", sysk, r["p50_us"], r["lg_cpu_pct"])
-                except NA as e:
-                    self.mark_na(["rtt1"], sysk, str(e))
-                if sysk == "herd":
-                    try:
-                        for _ in range(self.reps):
-                            r = self.loadgen("whatsat", "--port", cl.port("Riley"), "--conns", 1,
-                                             "--rounds", self.local_rounds, timeout=60)
-                            self.check_ok(r, "local WHATSAT")
-                            if r["missing"]:
-                                raise NA("%d WHATSATs unanswered" % r["missing"])
-                            self.record("w_local", sysk, r["p50_us"], r["lg_cpu_pct"])
-                        w = statistics.median(self.results[("w_local", sysk)])
-                        i = statistics.median(self.results.get(("rtt1", sysk), [0]))
-                        self.record("w_localq", sysk, max(0.0, w - i))
-                    except NA as e:
-                        self.mark_na(["w_local", "w_localq"], sysk, str(e))
-                elif sysk in ("asyncio", "uvloop", "asyncio_b", "uvloop_b"):
-                    self.mark_na(["w_local", "w_localq"], sysk, "no offline places data (stub)")
-                else:
-                    self.mark_na(["w_local", "w_localq"], sysk, "no WHATSAT")
-            finally:
-                cl.stop()
-        except NA as e:
-            self.mark_na(["a_n1", "a_n16", "a_tls16", "a_one", "rtt1", "w_local", "w_localq"], sysk,
-                         str(e))
+            self.interleave(systems, self.throughput_steps("a", "Riley") + [
+                (["a_tls16"], lambda s: s.key == "herd", self.step_tls16),
+                (["rtt1"], lambda s: True, self.step_rtt1),
+                (["w_local", "w_localq"], lambda s: s.key == "herd", self.step_local),
+            ], clusters)
+        finally:
+            self.stop_clusters(clusters)
 
-    def fig_idle(self, s, sysk):
+    def step_tls16(self, s, cl):
+        """The same load as a_n16, inside TLS, on herd's tls_port."""
+        r = self.loadgen("iamat", "--tls", "--port", cl.port("Riley") + 2000,
+                         "--duration", self.dur, "--warmup", self.warm,
+                         "--inflight", 16, timeout=self.dur + 30)
+        self.check_ok(r, FIG["a_tls16"].label)
+        self.record("a_tls16", s.key, r["rate"], r["lg_cpu_pct"])
+
+    def step_rtt1(self, s, cl):
+        r = self.loadgen("iamat", "--port", cl.port("Riley"), "--conns", 1,
+                         "--duration", self.dur, "--warmup", self.warm, timeout=self.dur + 30)
+        self.check_ok(r, "round trip")
+        self.record("rtt1", s.key, r["p50_us"], r["lg_cpu_pct"])
+
+    def step_local(self, s, cl):
+        r = self.loadgen("whatsat", "--port", cl.port("Riley"), "--conns", 1,
+                         "--rounds", self.local_rounds, timeout=60)
+        self.check_ok(r, "local WHATSAT")
+        if r["missing"]:
+            raise NA("%d WHATSATs unanswered" % r["missing"])
+        self.record("w_local", s.key, r["p50_us"], r["lg_cpu_pct"])
+        rtt = self.by_round.get(("rtt1", s.key), {}).get(self.round)
+        if rtt is not None:
+            self.record("w_localq", s.key, max(0.0, r["p50_us"] - rtt), busy=None)
+
+    def group_idle(self, systems):
+        # one round: memory does not move with the machine's noise (the
+        # runs of 2026-11-26: 761 (761–761) B, 169 (169–169) B), and the
+        # time goes to the figures that do
+        self.interleave(systems, [(["m_conn"], lambda s: True, self.step_idle)], rounds=1)
+
+    def step_idle(self, s, _cl):
         # memory per idle connection: a fresh server each time
+        cl = Cluster(self, s, ["Riley"], [])
         try:
-            for _ in range(self.reps):
-                cl = Cluster(self, s, ["Riley"], [])
-                try:
-                    r = self.loadgen("idle", "--port", cl.port("Riley"), "--conns", self.idle_conns,
-                                     "--pid", cl.pid("Riley"), "--duration", 0, timeout=90)
-                    if r["failed"] or r["open"] < self.idle_conns:
-                        raise NA("only %d of %d connections opened (%s)"
-                                 % (r["open"], self.idle_conns, r.get("first_error", "")))
-                    if r["closed_by_server"]:
-                        raise NA("server closed %d idle connections" % r["closed_by_server"])
-                    self.record("m_conn", sysk, r["bytes_per_conn"], r["lg_cpu_pct"])
-                finally:
-                    cl.stop()
-        except NA as e:
-            self.mark_na(["m_conn"], sysk, str(e))
+            r = self.loadgen("idle", "--port", cl.port("Riley"), "--conns", self.idle_conns,
+                             "--pid", cl.pid("Riley"), "--duration", 0, timeout=90)
+            if r["failed"] or r["open"] < self.idle_conns:
+                raise NA("only %d of %d connections opened (%s)"
+                         % (r["open"], self.idle_conns, r.get("first_error", "")))
+            if r["closed_by_server"]:
+                raise NA("server closed %d idle connections" % r["closed_by_server"])
+            self.record("m_conn", s.key, r["bytes_per_conn"], r["lg_cpu_pct"])
+        finally:
+            cl.stop()
 
-    def fig_records(self, s, sysk):
-        # memory per stored record
-        if s.records and self.time_left() < 90:
-            self.mark_na(["m_rec"], sysk, "time budget (--budget) too short for the preload")
-        elif s.records:
-            try:
-                for _ in range(self.reps):
-                    cl = Cluster(self, s, ["Riley"], [])
-                    try:
-                        r = self.loadgen("iamat", "--port", cl.port("Riley"), "--count", self.records,
-                                         "--conns", 8, "--inflight", 64, "--pid", cl.pid("Riley"),
-                                         "--duration", 240, timeout=260)
-                        self.check_ok(r, "preload")
-                        self.record("m_rec", sysk, r["bytes_per_record"], r["lg_cpu_pct"])
-                    finally:
-                        cl.stop()
-            except NA as e:
-                self.mark_na(["m_rec"], sysk, str(e))
-        else:
-            self.mark_na(["m_rec"], sysk, "stores nothing")
-
-    def fig_whatsat(self, s, sysk):
-        # WHATSAT against the mock provider
-        if sysk == "line":
-            self.mark_na(["w_total", "w_p99", "w_rtt0", "w_http0", "w_over"], sysk, "no WHATSAT")
+    def group_records(self, systems):
+        for s in systems:
+            if not s.records:
+                self.mark_na(["m_rec"], s.key, "stores nothing")
+        systems = [s for s in systems if s.records]
+        if self.time_left() < 90:
+            for s in systems:
+                self.mark_na(["m_rec"], s.key, "time budget (--budget) too short for the preload")
             return
-        try:
-            cl = Cluster(self, s, ["Riley"], [], places_url=self.mock_url)
-            try:
-                # one burst to open the provider connections, not counted
-                r = self.loadgen("whatsat", "--port", cl.port("Riley"), "--conns", 1000, timeout=60)
-                self.check_ok(r, "WHATSAT warm-up")
-                for _ in range(self.reps):
-                    r = self.loadgen("whatsat", "--port", cl.port("Riley"), "--conns", 1000,
-                                     timeout=60)
-                    self.check_ok(r, "WHATSAT")
-                    if r["missing"]:
-                        raise NA("%d of 1000 WHATSATs unanswered" % r["missing"])
-                    self.record("w_total", sysk, r["total_ms"], r["lg_cpu_pct"])
-                    self.record("w_p99", sysk, r["p99_us"] / 1000, r["lg_cpu_pct"])
-            finally:
-                cl.stop()
-        except NA as e:
-            self.mark_na(["w_total", "w_p99"], sysk, str(e))
-        self.whatsat_overhead(s, sysk)
+        self.interleave(systems, [(["m_rec"], lambda s: True, self.step_records)], rounds=1)
 
-    def whatsat_overhead(self, s, sysk):
+    def step_records(self, s, _cl):
+        # memory per stored record: a fresh server each time
+        cl = Cluster(self, s, ["Riley"], [])
+        try:
+            r = self.loadgen("iamat", "--port", cl.port("Riley"), "--count", self.records,
+                             "--conns", 8, "--inflight", 64, "--pid", cl.pid("Riley"),
+                             "--duration", 240, timeout=260)
+            self.check_ok(r, "preload")
+            self.record("m_rec", s.key, r["bytes_per_record"], r["lg_cpu_pct"])
+        finally:
+            cl.stop()
+
+    def group_whatsat(self, systems):
+        figs = ["w_total", "w_p99", "w_rtt0", "w_http0", "w_over"]
+        for s in systems:
+            if isinstance(s, Line):
+                self.mark_na(figs, s.key, "no WHATSAT")
+        systems = [s for s in systems if not isinstance(s, Line)]
+        slow = self.start_clusters(systems, ["Riley"], [], figs[:2], self.mock_url)
+        fast = self.start_clusters(systems, ["Riley"], [], figs[2:], self.mock0_url)
+        try:
+            for sysk, cl in list(slow.items()):
+                try:  # one uncounted burst opens the server's provider connections
+                    self.check_ok(self.loadgen("whatsat", "--port", cl.port("Riley"),
+                                               "--conns", 1000, timeout=60), "WHATSAT warm-up")
+                except NA as e:
+                    self.mark_na(figs[:2], sysk, str(e))
+                    slow.pop(sysk).stop()
+            self.interleave(systems, [
+                (figs[:2], lambda s: s.key in slow, lambda s, _: self.step_burst(s, slow[s.key])),
+                (figs[2:], lambda s: s.key in fast, lambda s, _: self.step_overhead(s, fast[s.key])),
+            ])
+        finally:
+            self.stop_clusters(slow, fast)
+
+    def step_burst(self, s, cl):
+        r = self.loadgen("whatsat", "--port", cl.port("Riley"), "--conns", 1000, timeout=60)
+        self.check_ok(r, "WHATSAT")
+        if r["missing"]:
+            raise NA("%d of 1000 WHATSATs unanswered" % r["missing"])
+        self.record("w_total", s.key, r["total_ms"], r["lg_cpu_pct"])
+        self.record("w_p99", s.key, r["p99_us"] / 1000, r["lg_cpu_pct"])
+
+    def step_overhead(self, s, cl):
         """What a WHATSAT adds to its provider's round trip: one query at a
         time against a mock that answers at once, then the same mock's
         direct HTTP round trip from the server's CPU (where the server's
         own requests start), in the same round; the overhead is the
         difference of the two p50s, per round."""
-        figs = ["w_rtt0", "w_http0", "w_over"]
-        try:
-            cl = Cluster(self, s, ["Riley"], [], places_url=self.mock0_url)
-            try:
-                for _ in range(self.reps):
-                    r = self.loadgen("whatsat", "--port", cl.port("Riley"), "--conns", 1,
-                                     "--rounds", self.local_rounds, timeout=60)
-                    self.check_ok(r, "WHATSAT vs 0 ms mock")
-                    if r["missing"]:
-                        raise NA("%d WHATSATs unanswered" % r["missing"])
-                    h = self.loadgen("http", "--port", self.mock0_port, "--conns", 1,
-                                     "--rounds", self.local_rounds, timeout=60,
-                                     pin=self.pin_server)
-                    self.check_ok(h, "direct HTTP")
-                    self.record("w_rtt0", sysk, r["p50_us"], r["lg_cpu_pct"])
-                    self.record("w_http0", sysk, h["p50_us"], h["lg_cpu_pct"])
-                    self.record("w_over", sysk, r["p50_us"] - h["p50_us"])
-            finally:
-                cl.stop()
-        except NA as e:
-            self.mark_na(figs, sysk, str(e))
+        r = self.loadgen("whatsat", "--port", cl.port("Riley"), "--conns", 1,
+                         "--rounds", self.local_rounds, timeout=60)
+        self.check_ok(r, "WHATSAT vs 0 ms mock")
+        if r["missing"]:
+            raise NA("%d WHATSATs unanswered" % r["missing"])
+        h = self.loadgen("http", "--port", self.mock0_port, "--conns", 1,
+                         "--rounds", self.local_rounds, timeout=60, pin=self.pin_server)
+        self.check_ok(h, "direct HTTP")
+        self.record("w_rtt0", s.key, r["p50_us"], r["lg_cpu_pct"])
+        self.record("w_http0", s.key, h["p50_us"], h["lg_cpu_pct"])
+        self.record("w_over", s.key, r["p50_us"] - h["p50_us"], busy=None)
 
-    def fig_five(self, s, sysk):
-        # the five-server herd
-        five = ["f_n1", "f_n16", "f_one", "p_low50", "p_low99", "p_max", "p_max99", "p_at_a99", "p_at_u99"]
-        if not s.five:
-            self.mark_na([f for f in five if not f.startswith("f_")], sysk, "no herd, no flooding")
-            return
+    def group_five(self, systems):
+        five = ["f_n1", "f_n16", "f_one", "f_hs"]
+        prop = ["p_low50", "p_low99", "p_max", "p_max99", "p_at_a99", "p_at_u99"]
+        for s in systems:
+            if not s.five:
+                self.mark_na(prop + ["f_hs"], s.key, "no herd, no flooding")
+            elif not s.propagation:
+                self.mark_na(prop, s.key, "not selected (--groups)")
+            elif not getattr(s, "ladder", True):
+                self.mark_na(prop[2:], s.key, "not selected (--groups)")
+        systems = [s for s in systems if s.five]
+        clusters = self.start_clusters(systems, FIVE, LINKS, five + prop)
         try:
-            cl = Cluster(self, s, FIVE, LINKS)
-            try:
+            for sysk, cl in clusters.items():
                 missing = converge(cl)
                 if missing:
                     log("  %s: an IAMAT at %s was not seen at %s within 5 s (links? WHATSAT?)"
                         % (sysk, WRITER, ", ".join(missing)))
                 self.handshakes(sysk, cl)
-                self.throughput(sysk, cl, WRITER, "f")
-                if s.propagation:
-                    self.propagation(sysk, cl)
-                else:
-                    self.mark_na([f for f in five if not f.startswith("f_")], sysk,
-                                 "not selected (--groups)")
-            finally:
-                cl.stop()
-        except NA as e:
-            self.mark_na(five, sysk, str(e))
+            self.interleave(systems, self.throughput_steps("f", WRITER) + [
+                (prop[:2], lambda s: s.propagation, self.prop_low),
+                (prop[2:4], lambda s: s.propagation and getattr(s, "ladder", True), self.ladder),
+                (prop[4:], lambda s: s.key in ("herd", "asyncio", "uvloop"), self.p99_at_baselines),
+            ], clusters)
+        finally:
+            self.stop_clusters(clusters)
 
     def handshakes(self, sysk, cl):
         """The link handshake times the herd's servers logged ("handshake
@@ -891,7 +1013,7 @@ class Bench:
         if not times:
             self.mark_na(["f_hs"], sysk, "no 'link ... up' line with a handshake time")
             return
-        self.record("f_hs", sysk, statistics.median(times))
+        self.record("f_hs", sysk, statistics.median(times), busy=None)
         self.note[("f_hs", sysk)] = "max %.1f, %d links" % (max(times), len(times))
 
     def run(self):
@@ -912,38 +1034,37 @@ class Bench:
             raise SystemExit("bench: mock_places --delay-ms 0 did not start: " + tail(mock0.stderr_path))
         self.mock0_url = "http://127.0.0.1:%d/maps/api/place/nearbysearch/json" % self.mock0_port
         only = set(self.args.only.split(",")) if self.args.only else None
+        systems = []
         for s in self.systems:
-            if only and s.key not in only:
-                self.mark_na([f.key for f in FIGS], s.key, "not selected (--only)")
+            why = "not selected (--only)" if only and s.key not in only else s.unavailable()
+            if why:
+                self.mark_na([f.key for f in FIGS], s.key, why)
+            else:
+                systems.append(s)
+        for group, figs in GROUPS:
+            chosen = [s for s in systems if s.groups is None or group in s.groups]
+            for s in systems:
+                if s not in chosen or (self.groups and group not in self.groups):
+                    self.mark_na(figs, s.key, "not selected (--groups)")
+            if (self.groups and group not in self.groups) or not chosen:
                 continue
-            self.run_system(s)
-        if (not only or "herd" in only) and (not self.groups or "five" in self.groups):
-            self.herd_at_baseline_rates()
+            log("== %s: %s" % (group, ", ".join(s.label for s in chosen)))
+            try:
+                if hasattr(self, "group_" + group):
+                    getattr(self, "group_" + group)(chosen)
+                else:
+                    for s in chosen:
+                        self.last_quiet = None  # a row without a loadgen run has no busy flag
+                        getattr(self, "fig_" + group)(s, s.key)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as e:  # a bench bug costs its figures, not the run
+                import traceback
+                traceback.print_exc()
+                for s in chosen:
+                    self.mark_na(figs, s.key, "bench error: %s: %s" % (type(e).__name__, e))
         self.procs.stop(mock)
         self.procs.stop(mock0)
-
-    def herd_at_baseline_rates(self):
-        """herd's 2-hop p99 at the highest rate each baseline sustained."""
-        s = self.systems[0]
-        todo = [(b, f) for b, f in (("asyncio", "p_at_a99"), ("uvloop", "p_at_u99"))
-                if ("p_low99", "herd") in self.results]
-        for base, fig in todo:
-            if base not in self.max_rate:
-                self.mark_na([fig], "herd", "%s has no highest rate" % base)
-        todo = [(b, f) for b, f in todo if b in self.max_rate]
-        if not todo:
-            return
-        log("== herd at the baselines' highest rates")
-        try:
-            cl = Cluster(self, s, FIVE, LINKS)
-            try:
-                converge(cl)
-                for base, fig in todo:
-                    self.record_p99_at("herd", cl, fig, self.max_rate[base])
-            finally:
-                cl.stop()
-        except NA as e:
-            self.mark_na([f for _, f in todo], "herd", str(e))
 
 
 # ------------------------------------------------------------------ the table
@@ -989,32 +1110,54 @@ def ratio(fig, herd, other):
     return herd / other if fig.better == "higher" else other / herd
 
 
+def round_ratios(b, fig, sysk):
+    """herd against sysk in each round where both ran this figure."""
+    h = b.by_round.get((fig.key, "herd"), {})
+    o = b.by_round.get((fig.key, sysk), {})
+    return [x for x in (ratio(fig, h[r], o[r]) for r in sorted(h) if r in o) if x is not None]
+
+
+def ratio_cell(b, fig, sysk, herd_med, other_med, same_fig=True):
+    """The median of the per-round ratios (min–max over the rounds); the
+    ratio of the medians when the two were not measured in the same rounds."""
+    rs = round_ratios(b, fig, sysk) if same_fig else []
+    if not rs:
+        r = ratio(fig, herd_med, other_med)
+        return r, fmt_ratio(r)
+    med = statistics.median(rs)
+    txt = fmt_ratio(med)
+    if len(rs) > 1:
+        txt += " (%s–%s)" % (fmt_ratio(min(rs))[1:], fmt_ratio(max(rs))[1:])
+    return med, txt
+
+
 def fmt_ratio(r):
     if r is None:
         return ""
     return "×%.2f" % r if r < 10 else "×%.1f" % r
 
 
-def target_status(b, fig, vals):
+def target_status(fig, vals, rats):
+    """vals: each system's median; rats: herd's ratio to each system."""
     h = vals.get("herd")
     if h is None:
         return ""
-    a, u, l = vals.get("asyncio"), vals.get("uvloop"), vals.get("line")
+    a, u, l = rats.get("asyncio"), rats.get("uvloop"), rats.get("line")
     k = fig.key
-    if k == "f_n16" and vals.get("herd_plain") and a is None and u is None:
+    if k == "f_n16" and rats.get("herd_plain") and a is None and u is None:
         # TLS links against plaintext ones: at most 15 % slower
-        return "met" if h >= 0.85 * vals["herd_plain"] else "NOT met"
+        return "met" if rats["herd_plain"] >= 0.85 else "NOT met"
     if k in ("a_n16", "f_n16"):
-        ok = (a is None or h >= 10 * a) and (u is None or h >= 5 * u)
+        ok = (a is None or a >= 10) and (u is None or u >= 5)
         return "" if a is None and u is None else ("met" if ok else "NOT met")
     if k in ("a_n1", "f_n1"):
-        return "" if l is None else ("met" if h >= 0.5 * l else "NOT met")
+        return "" if l is None else ("met" if l >= 0.5 else "NOT met")
     if k in ("a_one", "f_one"):
-        return "" if l is None else ("met" if h >= 0.8 * l else "NOT met")
+        return "" if l is None else ("met" if l >= 0.8 else "NOT met")
     if k == "p_low99":
         return "met" if h < 1000 else "NOT met"
     if k == "p_at_a99":
-        return "" if a is None else ("met" if h * 10 <= a else "NOT met")
+        return "" if a is None else ("met" if a >= 10 else "NOT met")
     if k == "w_total":
         return "met" if h <= 300 else "NOT met"
     if k == "w_over":
@@ -1031,33 +1174,41 @@ def target_status(b, fig, vals):
 
 
 SYSTEM_COLUMNS = ("herd_plain", "asyncio", "uvloop", "asyncio_b", "uvloop_b", "line")
+LINE_ALONE = {"f_n1": "a_n1", "f_n16": "a_n16", "f_one": "a_one"}  # the line server has no herd
+
+
+def row_cells(b, fig):
+    """Each system's median and cell text, and herd's ratio to each."""
+    vals, txt, rats, rtxt = {}, {}, {}, {}
+    for sk in ("herd",) + SYSTEM_COLUMNS:
+        src = FIG[LINE_ALONE[fig.key]] if sk == "line" and fig.key in LINE_ALONE else fig
+        v, t = cell(b, src, sk)
+        if v is not None and src is not fig:
+            t += " (alone)"
+        vals[sk], txt[sk] = v, t
+        if sk != "herd":
+            rats[sk], rtxt[sk] = ratio_cell(b, fig, sk, vals["herd"], v, src is fig)
+    return vals, txt, rats, rtxt
 
 
 def table(b):
-    line_alone = {"f_n1": "a_n1", "f_n16": "a_n16", "f_one": "a_one"}
     hdr = ["figure", "herd"]
     labels = {s.key: s.label for s in b.systems}
     for sk in SYSTEM_COLUMNS:
         hdr += [labels[sk], "herd ÷"]
-    hdr += ["target", "status", "lg cpu"]
+    hdr += ["target", "status", "lg cpu", "busy"]
     rows = []
     for fig in FIGS:
-        vals, txt = {}, {}
-        for sk in ("herd",) + SYSTEM_COLUMNS:
-            src = fig
-            if sk == "line" and fig.key in line_alone:
-                src = FIG[line_alone[fig.key]]
-            v, t = cell(b, src, sk)
-            if v is not None and src is not fig:
-                t += " (alone)"
-            vals[sk], txt[sk] = v, t
+        vals, txt, rats, rtxt = row_cells(b, fig)
         lg = [x for sk in ("herd",) + SYSTEM_COLUMNS
               for x in b.lgcpu.get((fig.key, sk), [])]
+        busy = [x for sk in ("herd",) + SYSTEM_COLUMNS for x in b.busy.get((fig.key, sk), [])]
         row = [fig.label, txt["herd"]]
         for sk in SYSTEM_COLUMNS:
-            row += [txt[sk], fmt_ratio(ratio(fig, vals["herd"], vals[sk]))]
-        rows.append(row + [fig.target, target_status(b, fig, vals),
-                           ("%.0f%%" % max(lg)) if lg else ""])
+            row += [txt[sk], rtxt[sk]]
+        rows.append(row + [fig.target, target_status(fig, vals, rats),
+                           ("%.0f%%" % max(lg)) if lg else "",
+                           "%d/%d" % (sum(busy), len(busy)) if busy else ""])
     widths = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(len(hdr))]
     out = []
 
@@ -1074,10 +1225,15 @@ def table(b):
     notes = []
     for k in ("f_n1", "f_n16"):  # what TLS links cost (target at 16: at most 15 %)
         t, p = cell(b, FIG[k], "herd")[0], cell(b, FIG[k], "herd_plain")[0]
-        if t and p:
-            notes.append("TLS links vs insecure = true, %s: %s vs %s, %+.1f %%%s"
-                         % (FIG[k].label, short(t), short(p), 100.0 * (t - p) / p,
-                            (" (target ≥ -15 %%: %s)" % ("met" if t >= 0.85 * p else "NOT met"))
+        rs = round_ratios(b, FIG[k], "herd_plain")
+        if t and p and rs:
+            cost = [100.0 * (r - 1) for r in rs]
+            notes.append("TLS links vs insecure = true, %s: %s vs %s, %+.1f %% (%+.1f … %+.1f %% "
+                         "over %d rounds)%s"
+                         % (FIG[k].label, short(t), short(p), statistics.median(cost),
+                            min(cost), max(cost), len(cost),
+                            (" (target ≥ -15 %%: %s)" % ("met" if statistics.median(rs) >= 0.85
+                                                          else "NOT met"))
                             if k == "f_n16" else ""))
     t, p = cell(b, FIG["a_tls16"], "herd")[0], cell(b, FIG["a_n16"], "herd")[0]
     if t and p:  # what TLS costs a client, same load
@@ -1088,6 +1244,81 @@ def table(b):
             continue
         notes.append("n/a %s: %s" % (sk, why))
     return "\n".join(out), notes
+
+
+# ------------------------------------------------------------------ the chart
+
+CHART_ROWS = [("a_n1", "alone, 1 in flight"), ("a_n16", "alone, 16 in flight"),
+              ("f_n1", "5 servers, 1 in flight"), ("f_n16", "5 servers, 16 in flight")]
+CHART_SYSTEMS = [("herd", "#1b6ca8"), ("asyncio", "#e08a1e"), ("uvloop", "#c23b3b"),
+                 ("line", "#7f7f7f")]
+
+
+def chart(b, svg, title):
+    """The main comparison as an SVG bar chart (gnuplot): IAMAT/s alone and
+    in the five-server herd, each bar the median, its error bar the range
+    over the rounds.  Returns None, or why no chart was drawn."""
+    gnuplot = shutil.which("gnuplot")
+    if not gnuplot:
+        return "gnuplot is missing (apt-get install gnuplot-nox)"
+    labels = {s.key: s.label for s in b.systems}
+    dat = os.path.splitext(svg)[0] + ".dat"
+    lows = []
+    with open(dat, "w") as f:
+        f.write("# figure %s: median min max each\n" % " ".join(k for k, _ in CHART_SYSTEMS))
+        for fk, name in CHART_ROWS:
+            cols = []
+            for sk, _ in CHART_SYSTEMS:
+                vals = b.results.get((fk, sk)) if not (sk == "line" and fk.startswith("f_")) else None
+                if vals:
+                    lows.append(min(vals))
+                    cols += ["%.0f" % statistics.median(vals), "%.0f" % min(vals), "%.0f" % max(vals)]
+                else:
+                    cols += ["?", "?", "?"]
+            f.write('"%s" %s\n' % (name, " ".join(cols)))
+    if not lows:
+        return "no IAMAT/s figure to draw"
+    ymin = 10 ** math.floor(math.log10(max(1.0, min(lows))))
+    n = len(CHART_SYSTEMS)
+    plots, labels_at = [], []
+    for j, (sk, color) in enumerate(CHART_SYSTEMS):
+        c = 2 + 3 * j
+        plots.append("'%s' using %d:%d:%d%s title '%s' lc rgb '%s'"
+                     % (dat, c, c + 1, c + 2, ":xtic(1)" if j == 0 else "", labels[sk], color))
+        # the median above each bar; a clustered bar j sits at x + (j - (n-1)/2) / (n + gap)
+        labels_at.append("'%s' using ($0 + (%d - %.1f) / %d.0):(column(%d) * 1.4):"
+                         "(column(%d) >= 1e6 ? sprintf('%%.2fM', column(%d) / 1e6) : column(%d) >= 1e4 ? "
+                         "sprintf('%%.0fk', column(%d) / 1e3) : sprintf('%%.1fk', column(%d) / 1e3)) "
+                         "with labels font ',9' notitle"
+                         % (dat, j, (n - 1) / 2.0, n + 2, c + 2, c, c, c, c, c))
+    script = "\n".join([
+        "set terminal svg size 960,540 dynamic enhanced font 'Sans,12' background rgb 'white'",
+        "set output '%s'" % svg,
+        "set title \"%s\" noenhanced" % title.replace('"', "'"),
+        "set datafile missing '?'",
+        "set style data histogram",
+        "set style histogram errorbars gap 2 lw 1",
+        "set style fill solid 0.85 border -1",
+        "set boxwidth 0.9",
+        "set logscale y",
+        "set yrange [%g:*]" % ymin,
+        "set format y '%.0s%c'",
+        "set ylabel 'IAMAT/s (log scale)'",
+        "set xlabel 'bars: median; error bars: min–max over the rounds. "
+        "The C line server has no herd: alone only.' noenhanced",
+        "set xrange [-0.6:%.1f]" % (len(CHART_ROWS) - 0.4),
+        "set grid ytics",
+        "set key top right",
+        "set xtics nomirror noenhanced",
+        "plot " + ", \\\n     ".join(plots + labels_at),
+    ]) + "\n"
+    gp = os.path.splitext(svg)[0] + ".gp"
+    with open(gp, "w") as f:
+        f.write(script)
+    r = subprocess.run([gnuplot, gp], capture_output=True)
+    if r.returncode != 0 or not os.path.exists(svg):
+        return "gnuplot failed: %s" % r.stderr.decode(errors="replace").strip()[:300]
+    return None
 
 
 def main():
@@ -1101,17 +1332,22 @@ def main():
     p.add_argument("--server-cpus", default=os.environ.get("BENCH_SERVER_CPUS", "0"))
     p.add_argument("--load-cpus", default=os.environ.get("BENCH_LOAD_CPUS", "1"))
     p.add_argument("--no-pin", action="store_true")
-    p.add_argument("--budget", type=float, default=540,
-                   help="seconds after which no new run starts (default 540)")
+    p.add_argument("--budget", type=float, default=0,
+                   help="seconds after which no new run starts (default 720; --quick: 160)")
     p.add_argument("--pidfile", default="")
     p.add_argument("--raw", default="", help="file for every loadgen command and RESULT line")
     p.add_argument("--table", default="", help="also write the table here")
+    p.add_argument("--chart", default="", help="draw the main comparison here (SVG, gnuplot)")
+    p.add_argument("--publish", default="",
+                   help="copy the chart here too, after a full run (no --quick, --only, --groups, --reps)")
     args = p.parse_args()
+    args.budget = args.budget or (160 if args.quick else 720)
     for exe in (LOADGEN, LINESERVER, MOCK):
         if not os.access(exe, os.X_OK):
             sys.exit("bench: %s is missing: make -C tests/bench" % exe)
 
     b = Bench(args)
+    load0 = loadavg()
 
     def on_signal(sig, frame):
         raise KeyboardInterrupt
@@ -1129,20 +1365,59 @@ def main():
         shutil.rmtree(b.tmp, ignore_errors=True)
 
     tbl, notes = table(b)
-    head = ["", "herd bench: %s, %d run(s) per figure, median (min–max)%s" % (
-        time.strftime("%Y-%m-%d %H:%M"), b.reps, ", QUICK smoke run" if b.quick else ""),
-        "machine: %s, %d CPUs; servers on CPU %s, load generator on CPU %s%s" % (
-            cpu_model(), os.cpu_count() or 0, args.server_cpus, args.load_cpus,
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    head = ["", "herd bench: %s, %d round(s), median (min–max over the rounds)%s" % (
+        when, b.reps, ", QUICK smoke run" if b.quick else ""),
+        "machine: %s, %d CPUs, %s; servers on CPU %s, load generator on CPU %s%s" % (
+            cpu_model(), os.cpu_count() or 0, os_release(), args.server_cpus, args.load_cpus,
             "" if b.pin_server else " (not pinned)"),
-        "herd ÷ X: how many times better herd is than X (> 1: herd better); "
-        "lg cpu: the load generator's highest CPU use in that row",
+        "each round runs every system in turn for each figure (herd, asyncio, uvloop, ...); "
+        "herd ÷ X: herd against X in each round (> 1: herd better), median (min–max) over "
+        "the rounds",
+        "lg cpu: the load generator's highest CPU use in the row; busy: runs of the row that "
+        "started with a CPU of the bench more than %.0f %% busy (/proc/stat, %.1f s) after "
+        "waiting up to %.1f s for it to calm down; load average %s at the start, %s at the end"
+        % (100 * QUIET_BUSY, QUIET_WINDOW, b.quiet_wait, load0, loadavg()),
+        "the ladder rows come from one run: the highest rate sustained with a 2-hop p99 under "
+        "10 ms, and the p99 of that run; the p99 at a baseline's ladder rate is one fresh run "
+        "of herd and one of the baseline at that rate, in the same round",
         "propagation polled with \"%s\"" % POLL, ""]
     text = "\n".join(head) + "\n" + tbl + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
     print(text)
     if args.table:
         with open(args.table, "w") as f:
             f.write(text)
+    if args.chart:
+        why = chart(b, args.chart, "herd bench %s%s: IAMAT/s, median of %d round(s)"
+                    % (when, " (quick)" if b.quick else "", b.reps))
+        if why:
+            log("no chart: " + why)
+        else:
+            log("chart: " + os.path.relpath(args.chart, ROOT))
+            full = not (args.quick or args.only or args.groups or args.reps)
+            if args.publish and full:
+                shutil.copyfile(args.chart, args.publish)
+                log("chart copied to " + os.path.relpath(args.publish, ROOT))
     log("done in %.0f s" % (time.monotonic() - T0))
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def os_release():
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"') + ", Linux " + os.uname().release
+    except OSError:
+        pass
+    return "Linux " + os.uname().release
 
 
 def cpu_model():

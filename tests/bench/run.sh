@@ -1,15 +1,16 @@
 #!/bin/bash
 # The herd bench: herd beside its baselines, one table.
 #
-#   tests/bench/run.sh            full run (3 runs per figure, under 10 minutes)
-#   tests/bench/run.sh --quick    smoke run (1 short run per figure)
+#   tests/bench/run.sh            full run (3 rounds, under 15 minutes)
+#   tests/bench/run.sh --quick    smoke run (1 round of short runs, under 3 minutes)
 #   tests/bench/run.sh --only herd,line --reps 5 ...   (see bench.py --help)
 #
 # Builds the bench's C programs, then runs bench.py, which starts every system
 # under test on 127.0.0.1 (ports 30000-32999), pins servers and the load
-# generator to separate CPUs, and prints the table.  The raw loadgen lines and
-# the table are kept in build/bench/.  Every process started is killed by PID
-# on exit, however the run ends.
+# generator to separate CPUs, and prints the table.  The raw loadgen lines, the
+# table and the chart (SVG, gnuplot) are kept in build/bench/; a full run also
+# copies the chart to docs/bench.svg, which the README shows.  Every process
+# started is killed by PID on exit, however the run ends.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -55,10 +56,12 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null
 # bench.py keeps within its own time budget; this is the backstop
 timeout --signal=TERM --kill-after=10 900 \
     "$PY" "$HERE/bench.py" --pidfile "$PIDFILE" --raw "$OUT/raw-$STAMP.txt" \
-    --table "$OUT/table-$STAMP.txt" "$@" &
+    --table "$OUT/table-$STAMP.txt" --chart "$OUT/chart-$STAMP.svg" \
+    --publish "$ROOT/docs/bench.svg" "$@" &
 BENCH_PID=$!
 wait "$BENCH_PID"
 rc=$?
 BENCH_PID=
-[ $rc -eq 0 ] && echo "raw results: build/bench/raw-$STAMP.txt, table: build/bench/table-$STAMP.txt" >&2
+[ $rc -eq 0 ] && echo "raw results: build/bench/raw-$STAMP.txt, table: build/bench/table-$STAMP.txt," \
+    "chart: build/bench/chart-$STAMP.svg" >&2
 exit $rc
