@@ -245,7 +245,7 @@ typedef struct {
   char **id;
   size_t *len;
   int *version;
-  int n;
+  int n, cap;
 } clients_t;
 
 static void clients_free(clients_t *c) {
@@ -258,9 +258,12 @@ static void clients_free(clients_t *c) {
 }
 
 static void clients_add(clients_t *c, const char *id, size_t len) {
-  c->id = realloc(c->id, (size_t)(c->n + 1) * sizeof *c->id);
-  c->len = realloc(c->len, (size_t)(c->n + 1) * sizeof *c->len);
-  c->version = realloc(c->version, (size_t)(c->n + 1) * sizeof *c->version);
+  if (c->n == c->cap) {
+    c->cap = c->cap ? 2 * c->cap : 1024;
+    c->id = realloc(c->id, (size_t)c->cap * sizeof *c->id);
+    c->len = realloc(c->len, (size_t)c->cap * sizeof *c->len);
+    c->version = realloc(c->version, (size_t)c->cap * sizeof *c->version);
+  }
   c->id[c->n] = malloc(len);
   memcpy(c->id[c->n], id, len);
   c->len[c->n] = len;
