@@ -16,8 +16,9 @@
 /* The table grows as Redis's dict does: when it holds as many records as
  * buckets, a table twice the size is allocated and the buckets of the old
  * one are moved a few at a time (STORE_REHASH_PUT_BUCKETS per store_put,
- * STORE_REHASH_LOOP_US of work per loop iteration from an idle handle that
- * runs only meanwhile), never all at once: moving 4M records took 2 s. During
+ * at most STORE_REHASH_LOOP_US of work per loop iteration from an idle
+ * handle that runs only meanwhile), never all at once: moving 4M records
+ * took 2 s. During
  * the move a record is in the old table if its old bucket is at or after
  * old_next, else in the new one, so a lookup reads one chain, as always. */
 static store_rec_t **table; /* the only table, or the new one while moving */
@@ -98,9 +99,9 @@ static uint64_t rehash_idle_end;
 static void on_rehash_idle(uv_idle_t *h) {
   /* An idle loop (nothing but this callback and a poll since the last
    * call) moves buckets for the full STORE_REHASH_LOOP_US; a busy one for a
-   * quarter of the time it spent on other work, so the move never slows
-   * serving by more than a quarter. A fixed 200 us per iteration, however
-   * short the iteration, tripled the probe's round trip at 4M records. */
+   * quarter of the time it spent on other work: a busy loop polls without
+   * waiting while this handle is active, and a fixed share per iteration,
+   * however short the iteration, could take most of its time. */
   uint64_t other = uv_hrtime() - rehash_idle_end;
   uint64_t usec = STORE_REHASH_LOOP_US;
   if (other >= LOOP_IDLE_NS && other / 4000 < usec) usec = other / 4000;

@@ -31,8 +31,9 @@
  * table (a microsecond or two at millions of records, each record moved
  * missing the cache; 2 buckets made a put 2.5x as slow at 4M records), so a
  * doubling of D buckets ends within D puts, before the next, even without a
- * loop; and each loop iteration moves buckets for this long, so an idle
- * server ends it at full speed and a busy one is never held up for more. */
+ * loop; and each loop iteration moves buckets for this long when the loop
+ * did nothing else since (an idle server ends the move at full speed), or
+ * for a quarter of the time it spent on other work, if less. */
 #define STORE_REHASH_PUT_BUCKETS 1
 #define STORE_REHASH_LOOP_US 200
 
