@@ -32,7 +32,12 @@ BIN := $(OUT)/herd
 
 .PHONY: all deps run test test-chaos bench fuzz clean install help places-data format
 
-all: $(BIN) $(OUT)/herdtext.so $(OUT)/peer_tls
+all: $(BIN) $(OUT)/herdtext.so $(OUT)/peer_tls $(OUT)/failrand.so
+
+# A test shim (LD_PRELOAD) whose RAND_bytes fails; no sanitizer inside.
+$(OUT)/failrand.so: tests/tools/failrand.c | $(OUT)/obj
+	@echo "CC $@"
+	@$(CC) -O1 $(WARN) -fPIC -shared $< -o $@
 
 # The test tool that speaks TLS to a peer port as a neighbour would.
 $(OUT)/peer_tls: tests/tools/peer_tls.c | $(OUT)/obj

@@ -1,7 +1,7 @@
 /* http: see http.h.
  *
  * The shape is curl's docs/examples/multi-uv.c with the fixes its history
- * taught (see ANCHORS.md section 2): a 0 ms curl timeout ("act now") is run
+ * taught: a 0 ms curl timeout ("act now") is run
  * from a check handle in the same loop iteration, not from a uv timer (a
  * 1 ms timer, against libuv 1.44's busy loop on a zero timer restarted from
  * its own callback, added 1-2 ms to every request with libuv's millisecond

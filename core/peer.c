@@ -86,7 +86,7 @@ typedef struct pconn {
   uint64_t opened_at, last_rx, last_tx, rx_bytes, handshake_us;
   int secret_idx; /* which secret keys the link (PSK mode) */
   unsigned outbound : 1, connected : 1, verified : 1, closing : 1, dirty : 1,
-      active : 1;
+      active : 1, cut : 1;
   char addr[128]; /* ip:port, or name (ip):port for a dialled name */
   char ip[48];    /* the source address alone, for per-address bounds */
 } pconn_t;
@@ -103,6 +103,11 @@ struct link {
   uint64_t frames_in, frames_out;
   int dialing;
   int failures; /* consecutive failed dials, to keep the log short */
+  /* The far end closed the active connection while another to the same
+   * neighbour was in its handshake here (both ends dialled at once and the
+   * far end kept the other): the link is not reported down unless that
+   * one fails too. */
+  int replacing;
 };
 
 static uv_loop_t *loop;
@@ -131,6 +136,7 @@ static uint8_t tree_kid[KEY_ID_LEN];
 
 static void pconn_close(pconn_t *pc, const char *why);
 static void schedule_redial(link_t *l);
+static void on_redial(uv_timer_t *t);
 
 const peer_stats_t *peer_stats(void) {
   return &stats;
@@ -455,6 +461,7 @@ static void link_up(pconn_t *pc) {
     stats.reconciles++;
     send_sums(pc, 0, 0);
   }
+  l->replacing = 0;
   call_on_link(l, 1);
 }
 
@@ -467,7 +474,16 @@ static void on_pconn_closed(uv_handle_t *h) {
   free(pc);
 }
 
-static void pconn_close(pconn_t *pc, const char *why) {
+/* Another connection of l's, besides pc, still open. */
+static int sibling_pending(const link_t *l, const pconn_t *pc) {
+  for (const pconn_t *p = conns; p; p = p->next)
+    if (p != pc && p->link == l && !p->closing) return 1;
+  return 0;
+}
+
+/* may_replace: the far end closed pc, so a sibling in its handshake may be
+ * the connection it kept (see link_t.replacing). */
+static void close_conn(pconn_t *pc, const char *why, int may_replace) {
   if (pc->closing) return;
   pc->closing = 1;
   for (pconn_t **p = &conns; *p; p = &(*p)->next)
@@ -478,12 +494,28 @@ static void pconn_close(pconn_t *pc, const char *why) {
   link_t *l = pc->link;
   if (l && pc->active) {
     l->active = NULL;
+    if (may_replace && sibling_pending(l, pc)) {
+      l->replacing = 1;
+      log_info(
+          "link %s (%s): %s; its other connection, dialled at the same "
+          "time, is finishing its handshake",
+          l->srv->name, pc->addr, why);
+    } else {
+      log_info("link %s down (%s): %s", l->srv->name, pc->addr, why);
+      call_on_link(l, 0);
+    }
+  } else if (l && l->replacing && !l->active && !sibling_pending(l, pc)) {
+    l->replacing = 0;
     log_info("link %s down (%s): %s", l->srv->name, pc->addr, why);
     call_on_link(l, 0);
   }
   if (l && pc->outbound) l->dialing = 0;
   if (l && !l->active && !l->dialing && started) schedule_redial(l);
   uv_close((uv_handle_t *)&pc->tcp, on_pconn_closed);
+}
+
+static void pconn_close(pconn_t *pc, const char *why) {
+  close_conn(pc, why, 0);
 }
 
 /* ---- frames -------------------------------------------------------------- */
@@ -806,8 +838,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     if (pc->tls && !pc->verified)
       pconn_close(pc, "closed during the TLS handshake");
     else
-      pconn_close(pc,
-                  nread == UV_EOF ? "closed by peer" : uv_strerror((int)nread));
+      close_conn(
+          pc, nread == UV_EOF ? "closed by peer" : uv_strerror((int)nread), 1);
     return;
   }
   pc->rx_bytes += (size_t)nread;
@@ -821,7 +853,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   if (!pc->verified) {
     int rc = tls_conn_handshake(pc->tls);
     if (rc < 0) {
-      refuse(pc, tls_conn_error(pc->tls));
+      if (pc->cut)
+        pconn_close(pc, "refused: the link is cut");
+      else
+        refuse(pc, tls_conn_error(pc->tls));
       return;
     }
     if (rc == 0 || tls_up(pc) < 0) return;
@@ -971,7 +1006,12 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
 /* An address is dialled at once; a DNS name is resolved first, at every
  * dial (without blocking), so a neighbour that moved is found again. */
 static void dial(link_t *l) {
-  if (l->active || l->dialing || l->cut_until > uv_now(loop)) return;
+  if (l->active || l->dialing) return;
+  uint64_t now = uv_now(loop);
+  if (l->cut_until > now) { /* dial when the cut ends */
+    uv_timer_start(&l->redial, on_redial, l->cut_until - now, 0);
+    return;
+  }
   l->dialing = 1;
   struct sockaddr_storage ss;
   if (uv_ip4_addr(l->srv->host, l->srv->peer_port, (struct sockaddr_in *)&ss) ==
@@ -1179,6 +1219,12 @@ static int psk_find(void *app, const char *identity, size_t n,
     return -1;
   }
   pc->link = l;
+  if (l->cut_until > uv_now(loop)) {
+    /* Closed before the handshake completes, so the dialler never sees
+     * the link up (it redials as after any lost connection). */
+    pc->cut = 1;
+    return -1;
+  }
   int found = -1;
   for (int i = 0; i < nsecrets && found < 0; i++) {
     char id[2 * KEY_ID_LEN + 1];

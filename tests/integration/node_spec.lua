@@ -353,6 +353,9 @@ describe("the command line #integration", function()
       assert.is_true(ok)
       best = math.min(best, elapsed)
     end
-    assert.is_true(best < 0.1, "took " .. best .. " s")
+    -- A sanitizer build runs start-up (dynamic linking, script loading)
+    -- several times slower: there the bound only catches a hang-like wait.
+    local bound = herd.bin:find("/san/", 1, true) and 0.5 or 0.1
+    assert.is_true(best < bound, "took " .. best .. " s")
   end)
 end)

@@ -82,4 +82,23 @@ describe("trust layer config #integration", function()
     h:stop()
     assert(ok, err)
   end)
+
+  it("refuses to start when OpenSSL gives no random bytes, instead of using a zero key", function()
+    -- failrand.so (tests/tools/failrand.c) makes every RAND_bytes fail.
+    local shim = herd.bin:gsub("[^/]+$", "") .. "failrand.so"
+    assert.truthy(io.open(shim), "missing " .. shim)
+    local dir = herd.tmpdir()
+    local path = dir .. "/herd.lua"
+    herd.write_file(path, "return { servers = { A = { port = 11211 } }, secret = 'x', log_dir = '"
+      .. dir .. "' }\n")
+    local cmd = ("LD_PRELOAD=%s ASAN_OPTIONS=verify_asan_link_order=0 timeout 5 %s --config %s A >%s/out 2>&1; echo $?")
+      :format(herd.quote(shim), herd.quote(herd.bin), herd.quote(path), dir)
+    local p = io.popen(cmd)
+    local rc = tonumber(p:read("a"):match("%d+"))
+    p:close()
+    local out = herd.read_file(dir .. "/out") or ""
+    os.execute("rm -rf " .. herd.quote(dir))
+    assert.equal(1, rc, out) -- 124 would be timeout's: it ran on
+    assert.matches("no random key for the record store %(RAND_bytes%)", out)
+  end)
 end)

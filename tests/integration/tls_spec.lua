@@ -7,6 +7,8 @@ local socket = require "socket"
 local F, frame, rec = chaos.F, chaos.frame, chaos.record_payload
 local quote = herd.quote
 
+local FIXTURES = os.getenv("PWD") .. "/tests/fixtures"
+
 local function count(text, pattern)
   local _, n = (text or ""):gsub(pattern, "")
   return n
@@ -429,5 +431,55 @@ describe("the reconciliation key #integration", function()
     local before = h:stats("Alpha").peer_records_out + h:stats("Bravo").peer_records_out
     herd.sleep(5.5)
     assert.equal(before, h:stats("Alpha").peer_records_out + h:stats("Bravo").peer_records_out)
+  end)
+end)
+
+describe("both ends dialling at once #integration", function()
+  local h
+  lazy_teardown(function() if h then h:stop() end end)
+
+  it("report one down per loss, not a second for the duplicate the far end dropped", function()
+    h = herd.start({
+      servers = { Alpha = { port = 11061 }, Bravo = { port = 11062 } },
+      links = { { "Alpha", "Bravo" } },
+      secret = "simultaneous-dial-secret",
+      -- on_link calls counted, to check what the scripts saw.
+      scripts = { "protocol", "topology", FIXTURES .. "/count_links.lua" },
+    })
+    assert.truthy(link_up(h, "Alpha", "Bravo"))
+    assert.truthy(link_up(h, "Bravo", "Alpha"))
+    herd.sleep(0.3)
+    local function seen(name)
+      local text = h:client(name):request("LINKSSEEN") or ""
+      local ups, downs = text:match("ups=(%d+) downs=(%d+)")
+      return { ups = tonumber(ups), downs = tonumber(downs) }
+    end
+    local before = { Alpha = #h:log("Alpha"), Bravo = #h:log("Bravo") }
+    local seen_before = { Alpha = seen("Alpha"), Bravo = seen("Bravo") }
+    local ROUNDS = 12
+    -- Both ends cut the link for the same 150 ms, so both redial when the
+    -- cuts end, within a few ms of each other: each round races the two
+    -- dials, and each end keeps the one dialled by Alpha. (A dial that
+    -- reaches an end still cut is closed in its handshake: never up.)
+    for round = 1, ROUNDS do
+      assert.matches("ok", h:ctl("Alpha", "cut Bravo 150"))
+      assert.matches("ok", h:ctl("Bravo", "cut Alpha 150"))
+      assert.truthy(link_up(h, "Alpha", "Bravo"), "round " .. round)
+      assert.truthy(link_up(h, "Bravo", "Alpha"), "round " .. round)
+      herd.sleep(0.05)
+    end
+    local function since(name) return h:log(name):sub(before[name] + 1) end
+    local replaced = count(since("Alpha") .. since("Bravo"), "dialled at the same time")
+    print(("simultaneous dials: %d rounds, %d connections replaced by the far end's choice"):format(ROUNDS, replaced))
+    for _, name in ipairs({ "Alpha", "Bravo" }) do
+      local downs = {}
+      for line in since(name):gmatch("[^\n]*link %S+ down[^\n]*") do downs[#downs + 1] = line end
+      assert.equal(ROUNDS, #downs, name .. ":\n" .. table.concat(downs, "\n"))
+      local now, was = seen(name), seen_before[name]
+      -- One down and at least one up per round (a connection replacing
+      -- another is a second up, as documented).
+      assert.equal(ROUNDS, now.downs - was.downs, name)
+      assert.truthy(now.ups - was.ups >= ROUNDS, name)
+    end
   end)
 end)
