@@ -28,5 +28,8 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
+/* Reports that n bytes could not be had and aborts (for other allocators,
+ * such as mmap). */
+void xoom(size_t n);
 
 #endif

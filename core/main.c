@@ -605,7 +605,7 @@ int main(int argc, char **argv) {
   raise_fd_limit();
   loop = uv_default_loop();
   lua_core_init(loop, opts.name);
-  if (store_init() < 0) {
+  if (store_init(loop) < 0) {
     fprintf(stderr, "herd: no random key for the record store (RAND_bytes)\n");
     return 1;
   }

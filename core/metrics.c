@@ -51,7 +51,8 @@ enum { COUNTER, GAUGE };
     "not TLS, no client certificate, deadline).",                             \
     c->tls_failures)                                                          \
   X(records, GAUGE, "Client locations stored.", store_count())                \
-  X(record_bytes, GAUGE, "Bytes of the stored AT lines.", store_bytes())      \
+  X(record_bytes, GAUGE, "Bytes of the stored records and the record table.", \
+    store_bytes())                                                            \
   X(peer_frames_in, COUNTER, "Frames received from peers.", p->frames_in)     \
   X(peer_frames_out, COUNTER, "Frames sent to peers.", p->frames_out)         \
   X(peer_records_in, COUNTER, "Records received from peers.", p->records_in)  \

@@ -2,17 +2,32 @@
 #include "store.h"
 
 #include <malloc.h>
+#include <sys/mman.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/rand.h>
+#include <uv.h>
 
 #include "buf.h"
 #include "siphash.h"
 
-static store_rec_t **table;
-static size_t table_cap; /* power of two */
+/* The table grows as Redis's dict does: when it holds as many records as
+ * buckets, a table twice the size is allocated and the buckets of the old
+ * one are moved a few at a time (STORE_REHASH_PUT_BUCKETS per store_put,
+ * at most STORE_REHASH_LOOP_US of work per loop iteration from an idle
+ * handle that runs only meanwhile), never all at once: moving 4M records
+ * took 2 s. During the move a record is in the old table if its old bucket
+ * is at or after old_next, else in the new one, so a lookup reads one
+ * chain, as always. */
+static store_rec_t **table; /* the only table, or the new one while moving */
+static size_t table_cap;    /* power of two */
+static store_rec_t **old_table;  /* NULL unless moving */
+static size_t old_cap, old_next; /* buckets below old_next are moved */
+static size_t old_unmapped;      /* bytes at the old table's start given back */
+static uv_loop_t *rehash_loop;
+static uv_idle_t rehash_idle;
 static size_t count, bytes;
 static size_t max_count = SIZE_MAX;
 static void (*on_change)(const store_rec_t *r);
@@ -43,14 +58,71 @@ static uint64_t digest_of(const char *line, size_t len, int64_t sec,
   return (siphash13(&tree_key, line, len) ^ stamp) | 1;
 }
 
-int store_init(void) {
+/* Tables come straight from mmap: the kernel zeroes a page when it is first
+ * touched, so a new table costs nothing until used, and the old one is
+ * given back a slice at a time as the move passes it, not in one munmap of
+ * tens of megabytes at the end (4 MB took 0.8 ms here, under strace). */
+#define TABLE_SLICE ((size_t)1 << 20) /* bytes given back at once */
+
+static store_rec_t **table_map(size_t cap) {
+  void *p = mmap(NULL, cap * sizeof(store_rec_t *), PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) xoom(cap * sizeof(store_rec_t *));
+  return p;
+}
+
+static void table_unmap(store_rec_t **t, size_t cap) {
+  munmap(t, cap * sizeof *t);
+}
+
+static void old_table_unmap(void) {
+  size_t size = old_cap * sizeof *old_table;
+  munmap((char *)old_table + old_unmapped, size - old_unmapped);
+  old_table = NULL;
+  old_cap = old_next = old_unmapped = 0;
+}
+
+/* Gives back the slices of the old table the move has passed. */
+static void old_table_release(void) {
+  size_t passed = old_next * sizeof *old_table;
+  if (passed - old_unmapped < TABLE_SLICE) return;
+  size_t n = (passed - old_unmapped) / TABLE_SLICE * TABLE_SLICE;
+  munmap((char *)old_table + old_unmapped, n);
+  old_unmapped += n;
+}
+
+/* When the idle handle last returned, and how long the loop did nothing
+ * else for the loop to count as idle. */
+static uint64_t rehash_idle_end;
+#define LOOP_IDLE_NS 50000
+
+static void on_rehash_idle(uv_idle_t *h) {
+  /* An idle loop (nothing but this callback and a poll since the last
+   * call) moves buckets for the full STORE_REHASH_LOOP_US; a busy one for a
+   * quarter of the time it spent on other work: a busy loop polls without
+   * waiting while this handle is active, and a fixed share per iteration,
+   * however short the iteration, could take most of its time. */
+  uint64_t other = uv_hrtime() - rehash_idle_end;
+  uint64_t usec = STORE_REHASH_LOOP_US;
+  if (other >= LOOP_IDLE_NS && other / 4000 < usec) usec = other / 4000;
+  store_rehash_run((unsigned)usec);
+  rehash_idle_end = uv_hrtime();
+}
+
+int store_init(uv_loop_t *loop) {
+  rehash_loop = loop;
+  if (loop) {
+    uv_idle_init(loop, &rehash_idle);
+    /* The move alone never keeps a loop running. */
+    uv_unref((uv_handle_t *)&rehash_idle);
+  }
   uint8_t key[16];
   if (RAND_bytes(key, sizeof key) != 1) return -1;
   bucket_key = siphash_key(key);
   memset(key, 0, sizeof key);
   tree_key = siphash_key(key);
   table_cap = 1024;
-  table = xcalloc(table_cap, sizeof *table);
+  table = table_map(table_cap);
   size_t n = 1;
   for (int l = 0; l <= STORE_DEPTH; l++) {
     tree[l] = xcalloc(n, sizeof *tree[l]);
@@ -68,18 +140,25 @@ void store_set_limit(size_t max_clients) {
   max_count = max_clients;
 }
 
-void store_free(void) {
-  for (size_t i = 0; i < table_cap; i++) {
-    store_rec_t *r = table ? table[i] : NULL;
+static void free_chains(store_rec_t **t, size_t from, size_t to) {
+  for (size_t i = from; t && i < to; i++) {
+    store_rec_t *r = t[i];
     while (r) {
       store_rec_t *next = r->next;
       free(r);
       r = next;
     }
   }
-  free(table);
+}
+
+void store_free(void) {
+  free_chains(old_table, old_next, old_cap);
+  if (old_table) old_table_unmap();
+  free_chains(table, 0, table_cap);
+  if (table) table_unmap(table, table_cap);
   table = NULL;
   table_cap = count = bytes = 0;
+  rehash_loop = NULL;
   for (int l = 0; l <= STORE_DEPTH; l++) {
     free(tree[l]);
     tree[l] = NULL;
@@ -93,7 +172,7 @@ size_t store_count(void) {
 }
 
 size_t store_bytes(void) {
-  return bytes + table_cap * sizeof *table;
+  return bytes + (table_cap + old_cap) * sizeof *table - old_unmapped;
 }
 
 uint32_t store_leaf_of(const char *client, size_t client_len) {
@@ -126,27 +205,74 @@ int store_compare(int64_t asec, int32_t ansec, const char *aline, size_t alen,
   return alen == b->line_len ? 0 : (alen > b->line_len ? 1 : -1);
 }
 
-static void grow(void) {
-  size_t cap = table_cap * 2;
-  store_rec_t **t = xcalloc(cap, sizeof *t);
-  for (size_t i = 0; i < table_cap; i++) {
-    store_rec_t *r = table[i];
+size_t store_rehash_pending(void) {
+  return old_table ? old_cap - old_next : 0;
+}
+
+static void rehash_done(void) {
+  old_table_unmap();
+  if (rehash_loop) uv_idle_stop(&rehash_idle);
+}
+
+void store_rehash_step(size_t buckets) {
+  /* Empty buckets cost a read each: at most ten per bucket moved, as in
+   * Redis, so a sparse stretch cannot make one step long. */
+  size_t empty_left = buckets < SIZE_MAX / 10 ? buckets * 10 : SIZE_MAX;
+  while (old_table && old_next < old_cap && buckets) {
+    store_rec_t *r = old_table[old_next++];
+    if (!r) {
+      if (--empty_left == 0) break;
+      continue;
+    }
     while (r) {
       store_rec_t *next = r->next;
-      size_t b = bucket_hash(STORE_CLIENT(r), r->client_len) & (cap - 1);
-      r->next = t[b];
-      t[b] = r;
+      size_t b = bucket_hash(STORE_CLIENT(r), r->client_len) & (table_cap - 1);
+      r->next = table[b];
+      table[b] = r;
       r = next;
     }
+    buckets--;
   }
-  free(table);
-  table = t;
-  table_cap = cap;
+  if (!old_table) return;
+  if (old_next == old_cap)
+    rehash_done();
+  else
+    old_table_release();
+}
+
+void store_rehash_run(unsigned usec) {
+  /* The clock is read between slices of 16 buckets (about 30 us at
+   * millions of records, where each record moved misses the cache). */
+  uint64_t end = uv_hrtime() + (uint64_t)usec * 1000;
+  do
+    store_rehash_step(16);
+  while (old_table && uv_hrtime() < end);
+}
+
+/* Starts moving to a table twice the size. */
+static void grow(void) {
+  old_table = table;
+  old_cap = table_cap;
+  old_next = old_unmapped = 0;
+  table_cap *= 2;
+  table = table_map(table_cap);
+  if (rehash_loop) {
+    rehash_idle_end = uv_hrtime();
+    uv_idle_start(&rehash_idle, on_rehash_idle);
+  }
+}
+
+/* The chain a client with bucket hash h is in, or goes in. */
+static store_rec_t **bucket_of(uint64_t h) {
+  if (old_table) {
+    size_t b = h & (old_cap - 1);
+    if (b >= old_next) return &old_table[b];
+  }
+  return &table[h & (table_cap - 1)];
 }
 
 static store_rec_t **find_h(const char *client, size_t len, uint64_t h) {
-  size_t b = h & (table_cap - 1);
-  store_rec_t **p = &table[b];
+  store_rec_t **p = bucket_of(h);
   while (*p && ((*p)->client_len != len ||
                 memcmp(STORE_CLIENT(*p), client, len) != 0))
     p = &(*p)->next;
@@ -174,6 +300,9 @@ int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
   if (client_len == 0 || client_len > STORE_MAX_CLIENT || line_len == 0 ||
       line_len > STORE_MAX_LINE || nsec < 0 || nsec > 999999999)
     return -1;
+  /* Before the lookup: a step moves chains, slot must point into its
+   * final place. */
+  if (old_table) store_rehash_step(STORE_REHASH_PUT_BUCKETS);
   uint64_t h = bucket_hash(client, client_len);
   store_rec_t **slot = find_h(client, client_len, h);
   store_rec_t *old = *slot;
@@ -222,7 +351,7 @@ int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
   leaves[leaf] = r;
   tree_apply(leaf, delta);
   bytes += sizeof *r + client_len + line_len;
-  if (count > table_cap) grow();
+  if (count > table_cap && !old_table) grow();
   if (on_change) on_change(r);
   return 1;
 }
@@ -232,10 +361,38 @@ const char *store_refusal(int rc) {
                           : "record too long or empty";
 }
 
-void store_each(void (*fn)(const store_rec_t *r, void *ud), void *ud) {
+/* Every record: the old table's unmoved chains, then the new table's. */
+static void each_rec(void (*fn)(store_rec_t *r, void *ud), void *ud) {
+  for (size_t i = old_next; i < old_cap; i++)
+    for (store_rec_t *r = old_table[i]; r; r = r->next)
+      fn(r, ud);
   for (size_t i = 0; i < table_cap; i++)
     for (store_rec_t *r = table[i]; r; r = r->next)
       fn(r, ud);
+}
+
+typedef struct {
+  void (*fn)(const store_rec_t *r, void *ud);
+  void *ud;
+} each_const_t;
+
+static void call_const(store_rec_t *r, void *ud) {
+  each_const_t *c = ud;
+  c->fn(r, c->ud);
+}
+
+void store_each(void (*fn)(const store_rec_t *r, void *ud), void *ud) {
+  each_const_t c = {fn, ud};
+  each_rec(call_const, &c);
+}
+
+/* Files r under the new tree key: its leaf, digest and leaf sum. */
+static void rekey(store_rec_t *r, void *ud) {
+  uint32_t leaf = leaf_of(STORE_CLIENT(r), r->client_len);
+  r->digest = digest_of(STORE_LINE(r), r->line_len, r->sec, r->nsec);
+  r->leaf_next = leaves[leaf];
+  leaves[leaf] = r;
+  tree[STORE_DEPTH][leaf] ^= r->digest;
 }
 
 void store_set_tree_key(const uint8_t key[16]) {
@@ -248,15 +405,7 @@ void store_set_tree_key(const uint8_t key[16]) {
     n *= STORE_FANOUT;
   }
   memset(leaves, 0, STORE_LEAVES * sizeof *leaves);
-  uint64_t *leaf_sums = tree[STORE_DEPTH];
-  for (size_t i = 0; i < table_cap; i++)
-    for (store_rec_t *r = table[i]; r; r = r->next) {
-      uint32_t leaf = leaf_of(STORE_CLIENT(r), r->client_len);
-      r->digest = digest_of(STORE_LINE(r), r->line_len, r->sec, r->nsec);
-      r->leaf_next = leaves[leaf];
-      leaves[leaf] = r;
-      leaf_sums[leaf] ^= r->digest;
-    }
+  each_rec(rekey, NULL);
   /* The inner levels from the leaves up, once, not per record. */
   n = STORE_LEAVES;
   for (int l = STORE_DEPTH; l > 0; l--, n /= STORE_FANOUT)

@@ -10,18 +10,32 @@
  * Hashes are keyed (SipHash-1-3, core/siphash.h): the table's buckets with a
  * random key of this process, the tree's leaves and digests with the herd's
  * shared tree key, so nobody without the keys can aim client ids at one
- * bucket or one leaf. */
+ * bucket or one leaf.
+ * The table doubles when it holds as many records as buckets, and moves its
+ * records to the new table a few buckets at a time (on each store_put, and
+ * on each loop iteration from an idle handle that is active only until the
+ * move is done), so growing never stalls the loop. */
 #ifndef HERD_STORE_H
 #define HERD_STORE_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #define STORE_FANOUT 32
 #define STORE_DEPTH 3 /* levels below the root; the last holds the leaves */
 #define STORE_LEAVES (STORE_FANOUT * STORE_FANOUT * STORE_FANOUT)
 #define STORE_MAX_CLIENT 1024 /* bytes in a client id */
 #define STORE_MAX_LINE 8192   /* bytes in a stored AT line */
+/* While the table grows, each store_put moves this many buckets of the old
+ * table (a microsecond or two at millions of records, each record moved
+ * missing the cache; 2 buckets made a put 2.5x as slow at 4M records), so a
+ * doubling of D buckets ends within D puts, before the next, even without a
+ * loop; and each loop iteration moves buckets for this long when the loop
+ * did nothing else since (an idle server ends the move at full speed), or
+ * for a quarter of the time it spent on other work, if less. */
+#define STORE_REHASH_PUT_BUCKETS 1
+#define STORE_REHASH_LOOP_US 200
 
 typedef struct store_rec {
   struct store_rec *next;      /* hash chain */
@@ -38,8 +52,11 @@ typedef struct store_rec {
 #define STORE_LINE(r) ((r)->data + (r)->client_len)
 
 /* 0, or -1 if no random bucket key could be had (RAND_bytes failed). The
- * tree key starts as all zero bytes (what an insecure herd shares). */
-int store_init(void);
+ * tree key starts as all zero bytes (what an insecure herd shares). With a
+ * loop, an idle handle of the store finishes a table's growth on it (closed
+ * with the loop's other handles, before store_free); without one (tests),
+ * only store_put and store_rehash_step move buckets. */
+int store_init(uv_loop_t *loop);
 /* Sets the tree key every server of the herd shares and rekeys every record
  * (its leaf and digest; the tree is rebuilt): O(n), about 0.3 s per million
  * records, during which nothing else runs; a no-op when the key is the
@@ -67,8 +84,16 @@ size_t store_bytes(void);
 /* >0 if a is newer than b (timestamp, then line bytes), 0 if equal. */
 int store_compare(int64_t asec, int32_t ansec, const char *aline, size_t alen,
                   const store_rec_t *b);
-/* Calls fn for every record (order unspecified). */
+/* Calls fn for every record once (order unspecified); fn must not put. */
 void store_each(void (*fn)(const store_rec_t *r, void *ud), void *ud);
+/* Buckets of the old table not yet moved (0: the table is not growing). */
+size_t store_rehash_pending(void);
+/* Moves up to that many non-empty buckets of the old table (and passes at
+ * most ten empty ones per bucket), ending the growth when none are left. */
+void store_rehash_step(size_t buckets);
+/* Moves buckets for about usec microseconds, as the loop does each
+ * iteration (STORE_REHASH_LOOP_US). */
+void store_rehash_run(unsigned usec);
 
 /* The hash tree. Level 0 is the root (index 0); level STORE_DEPTH holds the
  * leaves. */

@@ -13,6 +13,8 @@
  *   iamat     persistent connections, N IAMATs in flight on each; with
  *             --tls, inside TLS (a server's tls_port; the server's
  *             certificate is not verified: a throughput figure)
+ *             --probe-ms, a probe connection beside them sends one IAMAT
+ *             every M ms (one at a time) and reports its round trips
  *   oneshot   one IAMAT per connection: connect, write, shutdown(SHUT_WR),
  *             read the reply until EOF, close; source addresses rotate over
  *             127.0.0.2..127.0.0.9 so source ports do not run out
@@ -84,6 +86,8 @@ static struct {
     int pid;             /* server pid for resident-memory figures */
     const char *tag;     /* client id prefix, unique per run */
     int tls;             /* iamat: connections speak TLS */
+    int probe_ms;        /* iamat: one probe IAMAT every M ms on its own connection */
+    const char *probe_log; /* iamat: "<replies so far> <round trip µs>" per probe */
     const char *child_cpus; /* startup: pin the command to these CPUs ("0", "0,1", "0-1") */
     char **cmd;          /* startup: command to run */
 } opt = {
@@ -614,6 +618,81 @@ static SSL *tls_client(int fd)
     return NULL;
 }
 
+/* The probe beside a load: one IAMAT every --probe-ms on its own connection,
+ * never two outstanding, so a server that stalls shows as one long round
+ * trip (and the probes it would have got are simply not sent). */
+static conn_t *probe_conn, *probe_timer;
+static hist_t probe_hist;
+static uint64_t probe_t0, probe_max_at;
+static long probe_loaded;   /* load replies when the outstanding probe left */
+static int probe_out;
+static FILE *probe_log;
+
+static void probe_line(conn_t *c, int ok)
+{
+    (void)c;
+    if (!ok) bad_replies++;
+    if (!probe_out) return;
+    uint64_t rtt = mono_ns() - probe_t0;
+    if (rtt > probe_hist.max) probe_max_at = (uint64_t)probe_loaded;
+    hadd(&probe_hist, rtt);
+    if (probe_log) fprintf(probe_log, "%ld %.1f\n", probe_loaded, rtt / 1e3);
+    probe_out = 0;
+}
+
+static void probe_cb(conn_t *c, uint32_t ev)
+{
+    if (ev & EPOLLOUT) out_flush(c);
+    if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        for (;;) {
+            ssize_t r = read_some(c);
+            if (r == -2) break;
+            if (r <= 0) { if (r == 0) note_error("read", "probe connection closed"); stop_flag = 1; return; }
+            scan_lines(c, rdbuf, (size_t)r, probe_line);
+        }
+    }
+}
+
+static void probe_tick(conn_t *c, uint32_t ev)
+{
+    uint64_t x;
+    if (read(c->fd, &x, sizeof x) < 0 || probe_out) return;
+    char ts[40], line[200];
+    size_t tl = fmt_now(ts);
+    int n = snprintf(line, sizeof line, "IAMAT %sprobe %s %.*s\n", tag, LOC, (int)tl, ts);
+    probe_t0 = mono_ns();
+    probe_loaded = total_replies;
+    probe_out = 1;
+    out_put(probe_conn, line, (size_t)n);
+    out_flush(probe_conn);
+}
+
+static void probe_open(void)
+{
+    if (opt.probe_log && !(probe_log = fopen(opt.probe_log, "w")))
+        die("cannot write %s", opt.probe_log);
+    probe_conn = conn_new(connect_blocking(opt.port), probe_cb, -1);
+    ep_set(probe_conn, EPOLLIN);
+    int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (tfd < 0) die("timerfd: %s", strerror(errno));
+    probe_timer = conn_new(tfd, probe_tick, -2);
+    ep_set(probe_timer, EPOLLIN);
+    uint64_t ns = (uint64_t)opt.probe_ms * 1000000ull;
+    struct itimerspec its = {
+        .it_value = { (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) },
+        .it_interval = { (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) },
+    };
+    timerfd_settime(tfd, 0, &its, NULL);
+}
+
+static void probe_report(void)
+{
+    printf(" probes=%lu probe_p50_us=%.1f probe_p99_us=%.1f probe_max_us=%.1f probe_max_at=%lu",
+           (unsigned long)probe_hist.n, hpct(&probe_hist, .5) / 1e3, hpct(&probe_hist, .99) / 1e3,
+           probe_hist.max / 1e3, (unsigned long)probe_max_at);
+    if (probe_log) fclose(probe_log);
+}
+
 static void mode_iamat(void)
 {
     conns = calloc((size_t)opt.conns, sizeof *conns);
@@ -623,6 +702,7 @@ static void mode_iamat(void)
         if (opt.tls) conns[i]->ssl = tls_client(conns[i]->fd);
         ep_set(conns[i], EPOLLIN);
     }
+    if (opt.probe_ms > 0) probe_open();
     target_count = opt.count;
     uint64_t t0 = mono_ns(), c0 = 0;
     if (target_count) {
@@ -653,6 +733,7 @@ static void mode_iamat(void)
            opt.tls, opt.conns, opt.inflight, count / win, count, bad_replies, io_errors,
            hpct(&hist, .5) / 1e3, hpct(&hist, .99) / 1e3, hist.max / 1e3, win,
            (double)(c1 - c0) / (double)(t_win1 - t_win0) * 100);
+    if (opt.probe_ms > 0) probe_report();
     if (opt.pid) {
         usleep(300000);
         long rss1 = rss_kb(opt.pid);
@@ -1422,6 +1503,8 @@ static void usage(void)
         "  --timeout-ms M    whatsat/startup: give up after M ms (15000)\n"
         "  --pid PID         idle/iamat --count: report the server's resident memory\n"
         "  --tag S           client id prefix (default: unique per run)\n"
+        "  --probe-ms M      iamat: a probe IAMAT every M ms on its own connection (0: none)\n"
+        "  --probe-log F     iamat: write \"<load replies so far> <round trip us>\" per probe\n"
         "  --child-cpus L    startup: pin the command to CPUs L (\"0\", \"0,1\", \"0-1\")\n");
     exit(2);
 }
@@ -1439,7 +1522,8 @@ int main(int argc, char **argv)
         { "poll-fmt", 1, 0, 'f' }, { "poll-lines", 1, 0, 'l' }, { "rounds", 1, 0, 'R' },
         { "radius", 1, 0, 'A' }, { "bound", 1, 0, 'B' }, { "timeout-ms", 1, 0, 't' },
         { "pid", 1, 0, 'x' }, { "tag", 1, 0, 'G' }, { "child-cpus", 1, 0, 'C' },
-        { "tls", 0, 0, 'S' }, { 0, 0, 0, 0 }
+        { "tls", 0, 0, 'S' },
+        { "probe-ms", 1, 0, 'M' }, { "probe-log", 1, 0, 'L' }, { 0, 0, 0, 0 }
     };
     int ch;
     optind = 2;
@@ -1470,6 +1554,8 @@ int main(int argc, char **argv)
         case 'G': opt.tag = optarg; break;
         case 'C': opt.child_cpus = optarg; break;
         case 'S': opt.tls = 1; break;
+        case 'M': opt.probe_ms = atoi(optarg); break;
+        case 'L': opt.probe_log = optarg; break;
         default: usage();
         }
     }

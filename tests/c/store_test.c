@@ -1,9 +1,16 @@
 /* store_test: SipHash against published vectors and OpenSSL's independent
- * implementation, and the store's tree key (two stores with one key agree,
+ * implementation, the store's tree key (two stores with one key agree,
  * different keys put clients in different leaves, rekeying a full store
- * equals filling it under the new key).
+ * equals filling it under the new key), and the table's growth: while it
+ * moves from the old table to the new one, every record is found, updated,
+ * replaced, listed exactly once and rekeyed, new ones are added, the move
+ * ends within a bounded number of puts, and no put or loop step takes more
+ * than GROWTH_MAX_CPU_MS of CPU time at any size (the old table moved every
+ * record in the one put that filled it).
  *
- *   build/test/store_test [RECORDS]   (default 20000)
+ *   build/test/store_test [RECORDS [IDS]]   (default 20000; IDS: a file of
+ *       client ids, one a line, for the growth checks too, such as the
+ *       colliding ids of build/test/collide_ids)
  *
  * Prints one summary line; exits 0 when every check passed. */
 #include <openssl/core_names.h>
@@ -12,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../../core/siphash.h"
 #include "../../core/store.h"
@@ -154,7 +162,7 @@ static void check_leaves(int n) {
 
 static void fresh(void) {
   store_free();
-  CHECK(store_init() == 0, "store_init");
+  CHECK(store_init(NULL) == 0, "store_init");
 }
 
 static void tree_key_checks(int n) {
@@ -230,14 +238,284 @@ static void tree_key_checks(int n) {
   free(zero_tree);
 }
 
+/* ----------------------------------------------------------- growth */
+
+/* The clients of the growth checks, and the version each should hold. */
+typedef struct {
+  char **id;
+  size_t *len;
+  int *version;
+  int n, cap;
+} clients_t;
+
+static void clients_free(clients_t *c) {
+  for (int i = 0; i < c->n; i++)
+    free(c->id[i]);
+  free(c->id);
+  free(c->len);
+  free(c->version);
+  memset(c, 0, sizeof *c);
+}
+
+static void clients_add(clients_t *c, const char *id, size_t len) {
+  if (c->n == c->cap) {
+    c->cap = c->cap ? 2 * c->cap : 1024;
+    c->id = realloc(c->id, (size_t)c->cap * sizeof *c->id);
+    c->len = realloc(c->len, (size_t)c->cap * sizeof *c->len);
+    c->version = realloc(c->version, (size_t)c->cap * sizeof *c->version);
+  }
+  c->id[c->n] = malloc(len);
+  memcpy(c->id[c->n], id, len);
+  c->len[c->n] = len;
+  c->version[c->n] = 0;
+  c->n++;
+}
+
+static clients_t numbered_clients(int n) {
+  clients_t c = {0};
+  char id[64];
+  for (int i = 0; i < n; i++)
+    clients_add(&c, id,
+                (size_t)snprintf(id, sizeof id, "client-%d.example", i));
+  return c;
+}
+
+static clients_t file_clients(const char *path) {
+  clients_t c = {0};
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    fprintf(stderr, "cannot read %s\n", path);
+    exit(2);
+  }
+  char id[STORE_MAX_CLIENT + 2];
+  while (fgets(id, sizeof id, f)) {
+    size_t len = strcspn(id, "\n");
+    if (len) clients_add(&c, id, len);
+  }
+  fclose(f);
+  return c;
+}
+
+/* Puts version v of client i: odd versions a short line (updated in place),
+ * even ones a line 200 bytes longer (a new record replaces the old one in
+ * its chain and leaf). */
+static int put_version(clients_t *c, int i, int v) {
+  char line[STORE_MAX_LINE];
+  int ln =
+      snprintf(line, sizeof line, "AT A +0.000000001 %.*s +34.1-118.4 %d.0%s",
+               (int)c->len[i], c->id[i], 1700000000 + v,
+               v % 2 ? ""
+                     : " ......................................................"
+                       "......................................................"
+                       "......................................................"
+                       "................................");
+  int rc = store_put(c->id[i], c->len[i], 1700000000 + v, 0, line, (size_t)ln);
+  if (rc == 1) c->version[i] = v;
+  return rc;
+}
+
+static int cmp_ptr(const void *a, const void *b) {
+  const void *x = *(const void *const *)a, *y = *(const void *const *)b;
+  return x < y ? -1 : x > y;
+}
+
+typedef struct {
+  const void **seen;
+  size_t n, cap;
+} seen_t;
+
+static void note_seen(const store_rec_t *r, void *ud) {
+  seen_t *s = ud;
+  if (s->n < s->cap) s->seen[s->n] = r;
+  s->n++;
+}
+
+/* Every client with a version is found with it, store_each lists each
+ * record exactly once, and the leaves hold every record. */
+static void check_clients(const clients_t *c, const char *when) {
+  int stored = 0;
+  for (int i = 0; i < c->n; i++) {
+    const store_rec_t *r = store_get(c->id[i], c->len[i]);
+    if (!c->version[i]) {
+      CHECK(!r, "%s: client %d found before it was put", when, i);
+      continue;
+    }
+    stored++;
+    CHECK(r && r->sec == 1700000000 + c->version[i],
+          "%s: client %d not found, or not its version %d", when, i,
+          c->version[i]);
+  }
+  CHECK(store_count() == (size_t)stored, "%s: count %zu, %d stored", when,
+        store_count(), stored);
+  seen_t s = {malloc((size_t)stored * sizeof(void *)), 0, (size_t)stored};
+  store_each(note_seen, &s);
+  CHECK(s.n == (size_t)stored, "%s: store_each listed %zu of %d records", when,
+        s.n, stored);
+  if (s.n == (size_t)stored) {
+    qsort(s.seen, s.n, sizeof *s.seen, cmp_ptr);
+    size_t dups = 0;
+    for (size_t i = 1; i < s.n; i++)
+      dups += s.seen[i] == s.seen[i - 1];
+    CHECK(dups == 0, "%s: store_each listed %zu records twice", when, dups);
+  }
+  free(s.seen);
+  check_leaves(stored);
+}
+
+/* A table of 1024 buckets doubles at each power of two above it. */
+static int doubling_below(int n) {
+  int d = 1024;
+  while (d * 2 <= n)
+    d *= 2;
+  return d;
+}
+
+static void growth_checks(clients_t *c, const char *what) {
+  uint8_t k1[16];
+  for (int i = 0; i < 16; i++)
+    k1[i] = (uint8_t)(0x30 + i);
+  /* The put of record d + 1 starts the move of a table of d buckets;
+   * half the clients are left to be added during it. */
+  int d = doubling_below(c->n / 2);
+  fresh();
+  for (int i = 0; i <= d; i++)
+    CHECK(put_version(c, i, 1) == 1, "%s: put %d", what, i);
+  CHECK(store_rehash_pending() == (size_t)d,
+        "%s: %d records, %zu buckets left to move, not %d", what, d + 1,
+        store_rehash_pending(), d);
+  check_clients(c, "the move started");
+
+  store_rehash_step((size_t)d / 8);
+  size_t left = store_rehash_pending();
+  CHECK(left > 0 && left < (size_t)d, "%s: %zu of %d buckets left", what, left,
+        d);
+  check_clients(c, "a step into the move");
+
+  /* Updates in place, replaced records, stale puts and new clients, while
+   * the move goes on (each put moves a few buckets). */
+  int m = d / 64;
+  for (int i = 0; i < m; i++) {
+    CHECK(put_version(c, i, 3) == 1, "%s: in-place update %d", what, i);
+    CHECK(put_version(c, m + i, 2) == 1, "%s: replacing update %d", what, i);
+    CHECK(put_version(c, 2 * m + i, 0) == 0, "%s: stale put %d", what, i);
+    CHECK(put_version(c, d + 1 + i, 1) == 1, "%s: new client %d", what, i);
+  }
+  CHECK(store_rehash_pending() > 0, "%s: the move ended too soon", what);
+  check_clients(c, "puts during the move");
+
+  /* Rekeying during the move rebuilds the tree from both tables. */
+  store_set_tree_key(k1);
+  CHECK(store_rehash_pending() > 0, "%s: rekeying ended the move", what);
+  check_clients(c, "rekeyed during the move");
+
+  /* Each put moves at least STORE_REHASH_PUT_BUCKETS buckets, so the move
+   * ends within that many puts, loop or no loop. */
+  left = store_rehash_pending();
+  size_t puts = 0, most = left / STORE_REHASH_PUT_BUCKETS + 1;
+  for (int i = d + 1 + m; i < c->n && store_rehash_pending() && puts <= most;
+       i++, puts++)
+    CHECK(put_version(c, i, 1) == 1, "%s: new client %d", what, i);
+  CHECK(store_rehash_pending() == 0,
+        "%s: %zu buckets still to move after %zu puts", what,
+        store_rehash_pending(), puts);
+  check_clients(c, "the move ended");
+
+  /* The tree equals that of a store filled with the same records under the
+   * same key, with no move going on at the end. */
+  uint64_t *t = snapshot();
+  fresh();
+  store_set_tree_key(k1);
+  for (int i = 0; i < c->n; i++)
+    if (c->version[i]) put_version(c, i, c->version[i]);
+  while (store_rehash_pending())
+    store_rehash_step(1024);
+  uint64_t *u = snapshot();
+  CHECK(memcmp(t, u, snapshot_len()) == 0,
+        "%s: tree after a move differs from a tree filled directly", what);
+  free(t);
+  free(u);
+  check_clients(c, "filled again");
+}
+
+/* No put, and no loop iteration's share of the move, costs more than this
+ * much CPU time at any size; the old table moved all 131,072 records in the
+ * put of the 131,073rd (52 ms). A shared machine charges a stray
+ * millisecond of interrupts to any put, so each put's cost is the least of
+ * GROWTH_RUNS fills: a cost that comes with a size is there in every run. */
+#define GROWTH_RECORDS 150000
+#define GROWTH_RUNS 3
+#define GROWTH_MAX_CPU_MS 2.0
+
+static double cpu_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void growth_cost_checks(void) {
+  clients_t c = numbered_clients(GROWTH_RECORDS);
+  int nsteps = GROWTH_RECORDS / 64 + 1;
+  double *put = malloc((size_t)c.n * sizeof *put);
+  double *step = malloc((size_t)nsteps * sizeof *step);
+  for (int i = 0; i < c.n; i++)
+    put[i] = 1e9;
+  for (int i = 0; i < nsteps; i++)
+    step[i] = 0;
+  for (int run = 0; run < GROWTH_RUNS; run++) {
+    fresh();
+    for (int i = 0; i < c.n; i++) {
+      double t0 = cpu_ms();
+      CHECK(put_version(&c, i, run + 1) == 1, "put %d", i);
+      double t = cpu_ms() - t0;
+      if (t < put[i]) put[i] = t;
+      /* As the loop does between reads of a busy server; steps are timed
+       * by the store, their cost is checked in the first run only. */
+      if (i % 64 == 0 && store_rehash_pending()) {
+        t0 = cpu_ms();
+        store_rehash_run(STORE_REHASH_LOOP_US);
+        t = cpu_ms() - t0;
+        if (run == 0 || t < step[i / 64]) step[i / 64] = t;
+      }
+    }
+  }
+  double put_max = 0, step_max = 0;
+  int put_max_at = 0;
+  for (int i = 0; i < c.n; i++)
+    if (put[i] > put_max) {
+      put_max = put[i];
+      put_max_at = i + 1;
+    }
+  for (int i = 0; i < nsteps; i++)
+    if (step[i] > step_max) step_max = step[i];
+  printf(
+      "growth: %d records, least of %d runs; longest put %.3f ms CPU "
+      "(record %d), longest loop step %.3f ms CPU\n",
+      c.n, GROWTH_RUNS, put_max, put_max_at, step_max);
+  CHECK(put_max < GROWTH_MAX_CPU_MS, "a put took %.1f ms CPU (record %d)",
+        put_max, put_max_at);
+  CHECK(step_max < GROWTH_MAX_CPU_MS, "a loop step took %.1f ms CPU", step_max);
+  free(put);
+  free(step);
+  clients_free(&c);
+}
+
 int main(int argc, char **argv) {
   int n = argc > 1 ? atoi(argv[1]) : 20000;
   siphash_checks();
-  if (store_init() < 0) {
+  if (store_init(NULL) < 0) {
     fprintf(stderr, "store_init failed\n");
     return 2;
   }
   tree_key_checks(n);
+  clients_t c = numbered_clients(n);
+  growth_checks(&c, "numbered ids");
+  clients_free(&c);
+  if (argc > 2) {
+    c = file_clients(argv[2]);
+    growth_checks(&c, argv[2]);
+    clients_free(&c);
+  }
+  growth_cost_checks();
   store_free();
   printf("store_test: %d checks, %d failed (%d records)\n", checks, failures,
          n);
