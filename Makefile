@@ -110,10 +110,11 @@ format:
 	clang-format -i core/*.c core/*.h
 
 # An installed binary is built apart, with PREFIX's script and data
-# directories compiled in.
+# directories compiled in, never with sanitizers (SANITIZE=0 overrides a
+# SANITIZE=1 inherited from `make test SANITIZE=1`).
 install:
 	rm -rf build/install
-	@$(MAKE) --no-print-directory OUT=build/install \
+	@$(MAKE) --no-print-directory OUT=build/install SANITIZE=0 \
 	  SCRIPT_DIR=$(PREFIX)/share/herd/scripts DATA_DIR=$(PREFIX)/share/herd/data \
 	  build/install/herd build/install/herdtext.so
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/herd/data \
