@@ -11,6 +11,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "script.h"
+#include "state.h"
 #include "wqueue.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -350,6 +351,11 @@ static void on_written(wqueue_t *q, int status) {
 
 static void flush(conn_t *c) {
   if (c->closing) return;
+  /* Replies acknowledge records: whatever was stored before they leave is
+   * written (and with state_sync "always", synced) first, on every path,
+   * also for lines handled when a paused connection resumes in a write
+   * callback. Free when nothing was stored. */
+  state_commit();
   int n = wqueue_flush(&c->wq);
   if (n < 0) {
     conn_close(c);
