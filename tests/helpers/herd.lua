@@ -158,6 +158,14 @@ function M.start(conf, opts)
   local h = setmetatable({ dir = tmpdir(), procs = {}, opts = opts }, Herd)
   conf.log_dir = conf.log_dir or (h.dir .. "/logs")
   if conf.secret == nil and not conf.insecure and not conf.tls then conf.secret = M.secret end
+  -- HERD_TEST_STATE_SYNC (always, batch, off): a herd started without a
+  -- state_dir of its own keeps one in its directory, so a suite runs with
+  -- state on disk (make test-state).
+  local sync = os.getenv("HERD_TEST_STATE_SYNC")
+  if sync and sync ~= "" and conf.state_dir == nil then
+    conf.state_dir = h.dir .. "/state"
+    conf.state_sync = sync
+  end
   h.conf = conf
   h.config = h.dir .. "/herd.lua"
   write_file(h.config, "return " .. serialize(conf) .. "\n")
