@@ -297,6 +297,7 @@ static long walk(MDB_txn *txn, MDB_dbi dbi, int load, char *err,
       snprintf(err, errlen, "%s: corrupt state: %s (entry %ld)", data_path, why,
                n + 1);
       mdb_cursor_close(cur);
+      if (load) store_load_end();
       return -1;
     }
     n++;

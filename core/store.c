@@ -287,7 +287,30 @@ void store_load_begin(size_t n, size_t bytes_max) {
   slab_size = size;
 }
 
+/* Loaded records wait here for their bucket, which was prefetched when they
+ * came in: with a table of millions of buckets nearly every insertion
+ * misses the cache, and a few in flight hide most of it. */
+#define LOAD_AHEAD 16
+static struct {
+  store_rec_t *r;
+  size_t bucket;
+} ahead[LOAD_AHEAD];
+static unsigned nahead, ahead_next; /* entries 0..nahead-1 until full */
+
+static void load_insert(unsigned i) {
+  store_rec_t *r = ahead[i].r;
+  r->next = table[ahead[i].bucket];
+  table[ahead[i].bucket] = r;
+}
+
+static void load_flush(void) {
+  for (unsigned i = 0; i < nahead; i++)
+    load_insert(i);
+  nahead = ahead_next = 0;
+}
+
 void store_load_end(void) {
+  load_flush();
   if (!slab) return;
   /* The unused tail goes back (whole huge pages past the last record). */
   char *used = (char *)(((uintptr_t)slab_next + SLAB_ALIGN - 1) &
@@ -322,15 +345,24 @@ int store_load(const char *client, size_t client_len, int64_t sec, int32_t nsec,
   memcpy(r->data + client_len, line, line_len);
   r->digest = digest_of(line, line_len, sec, nsec);
   size_t b = bucket_hash(client, client_len) & (table_cap - 1);
-  r->next = table[b];
-  table[b] = r;
+  __builtin_prefetch(&table[b], 1);
+  if (nahead == LOAD_AHEAD)
+    load_insert(ahead_next); /* the oldest */
+  else
+    nahead++;
+  ahead[ahead_next].r = r;
+  ahead[ahead_next].bucket = b;
+  ahead_next = (ahead_next + 1) % LOAD_AHEAD;
   uint32_t leaf = leaf_of(client, client_len);
   r->leaf_next = leaves[leaf];
   leaves[leaf] = r;
   tree_apply(leaf, r->digest);
   bytes += sizeof *r + client_len + line_len;
   count++;
-  if (count > table_cap) grow();
+  if (count > table_cap) {
+    load_flush(); /* grow rehashes what the table holds */
+    grow();
+  }
   return 1;
 }
 

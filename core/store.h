@@ -63,7 +63,8 @@ int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
  * bytes_max - n * (sizeof(store_rec_t) + 16) bytes: sizes the table once
  * and keeps the records in one block (address space reserved, only what
  * is used becomes resident) rather than a malloc each. store_load_end
- * gives the block's unused part back. */
+ * (required before any other store call) puts the last loaded records in
+ * their buckets and gives the block's unused part back. */
 void store_load_begin(size_t n, size_t bytes_max);
 void store_load_end(void);
 /* store_put for a client the store does not hold (the caller knows: each
