@@ -17,6 +17,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "script.h"
+#include "state.h"
 #include "wqueue.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -456,6 +457,11 @@ static int tls_seal(conn_t *c) {
 
 static void flush(conn_t *c) {
   if (c->closing) return;
+  /* Replies acknowledge records: whatever was stored before they leave is
+   * written (and with state_sync "always", synced) first, on every path,
+   * also for lines handled when a paused connection resumes in a write
+   * callback. Free when nothing was stored. */
+  state_commit();
   if (c->tls && tls_seal(c) < 0) return;
   int n = wqueue_flush(&c->wq);
   if (n < 0) {

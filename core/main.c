@@ -644,6 +644,12 @@ int main(int argc, char **argv) {
     log_close();
     return 1;
   }
+  /* The records are keyed for reconciliation as they load, once. */
+  if (peer_tree_key_init(&server_cfg) < 0) {
+    log_error("cannot derive the reconciliation key");
+    log_close();
+    return 1;
+  }
   if (server_cfg.state_dir &&
       state_open(loop, server_cfg.state_dir, opts.name, server_cfg.state_sync,
                  server_cfg.state_sync_ms, err, sizeof err) < 0) {

@@ -12,6 +12,7 @@
 #include "lua_core.h"
 #include "peer.h"
 #include "script.h"
+#include "state.h"
 #include "store.h"
 
 #ifndef HERD_VERSION
@@ -53,6 +54,22 @@ enum { COUNTER, GAUGE };
   X(records, GAUGE, "Client locations stored.", store_count())                \
   X(record_bytes, GAUGE, "Bytes of the stored records and the record table.", \
     store_bytes())                                                            \
+  X(state_writes, COUNTER, "Records written to the state on disk.",           \
+    st->records_written)                                                      \
+  X(state_commits, COUNTER, "Write transactions of the state on disk.",       \
+    st->commits)                                                              \
+  X(state_syncs, COUNTER, "Syncs of the state on disk to the device.",        \
+    st->syncs)                                                                \
+  X(state_write_errors, COUNTER,                                              \
+    "Failed writes or syncs of the state on disk.", st->write_errors)         \
+  X(state_commit_us_max, GAUGE,                                               \
+    "Longest write transaction in the event loop, microseconds (synced "      \
+    "with state_sync always).",                                               \
+    st->commit_us_max)                                                        \
+  X(state_sync_us_last, GAUGE, "Duration of the last sync, microseconds.",    \
+    st->sync_us_last)                                                         \
+  X(state_sync_us_max, GAUGE, "Longest sync, microseconds.", st->sync_us_max) \
+  X(state_bytes, GAUGE, "Bytes of the state file in use.", st->bytes)         \
   X(peer_frames_in, COUNTER, "Frames received from peers.", p->frames_in)     \
   X(peer_frames_out, COUNTER, "Frames sent to peers.", p->frames_out)         \
   X(peer_records_in, COUNTER, "Records received from peers.", p->records_in)  \
@@ -119,6 +136,7 @@ static const struct {
 static void collect(uint64_t *out) {
   const conn_stats_t *c = conn_stats();
   const peer_stats_t *p = peer_stats();
+  const state_stats_t *st = state_stats();
   http_stats_t h;
   http_get_stats(&h);
   uint64_t reloads_ok, reloads_failed;

@@ -1271,7 +1271,10 @@ int peer_set_secrets(const config_t *c) {
  * a herd on one secret starts agreed), random with certificates only, a
  * constant when insecure. A reload never changes it (a rotation must not
  * make every reconciliation a full transfer). */
-static int initial_tree_key(const config_t *c) {
+static int tree_key_ready;
+
+int peer_tree_key_init(const config_t *c) {
+  if (tree_key_ready) return 0;
   uint8_t key[16] = {0};
   if (!c->insecure && c->nsecrets) {
     if (tls_hkdf(c->secrets[0], strlen(c->secrets[0]), "herd tree key v1", "",
@@ -1280,11 +1283,13 @@ static int initial_tree_key(const config_t *c) {
   } else if (!c->insecure) {
     if (RAND_bytes(key, sizeof key) != 1) return -1;
   }
-  return set_tree_key(key);
+  if (set_tree_key(key) < 0) return -1;
+  tree_key_ready = 1;
+  return 0;
 }
 
 static int setup_tls(const config_t *c, char *err, size_t errlen) {
-  if (initial_tree_key(c) < 0) {
+  if (peer_tree_key_init(c) < 0) {
     snprintf(err, errlen, "cannot derive the reconciliation key");
     return -1;
   }

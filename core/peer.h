@@ -25,6 +25,11 @@ typedef struct peer_stats {
       handshake_timeouts, peers_refused;
 } peer_stats_t;
 
+/* Sets the reconciliation tree's first key (derived from the first secret,
+ * random with certificates only, a constant when insecure). Called before
+ * a state is loaded, so the records are keyed once, not rekeyed at
+ * peer_start; peer_start calls it when nobody did. 0 or -1. */
+int peer_tree_key_init(const config_t *cfg);
 /* Listens on the peer port and starts dialling every neighbour. */
 int peer_start(uv_loop_t *loop, const config_t *cfg, int self,
                const int *neighbours, int n, char *err, size_t errlen);

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -128,8 +130,57 @@ static void write_failed(const char *what, int rc) {
       data_path, what, mdb_strerror(rc), held);
 }
 
+/* The state file's pages in use. */
+static void note_size(void) {
+  MDB_envinfo info;
+  MDB_stat ms;
+  if (mdb_env_info(env, &info) == 0 && mdb_env_stat(env, &ms) == 0)
+    stats.bytes = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
+}
+
+/* The map's pages a write transaction read stay in this process's resident
+ * set, though they are the page cache's (the map is read-only and
+ * file-backed); left alone they would count the whole state file in the
+ * server's memory, as much again as the records. They are let go now and
+ * then (each costs a minor fault when touched again). */
+#define MAP_DROP_MS 1000
+static char *map_addr;
+static uint64_t map_dropped_at;
+
+/* LMDB does not tell where its map is (me_mapaddr is only set for a fixed
+ * map): /proc/self/maps does, by the file's device and inode. */
+static void find_map(void) {
+  struct stat st;
+  map_addr = NULL;
+  if (stat(data_path, &st) < 0) return;
+  FILE *f = fopen("/proc/self/maps", "r");
+  if (!f) return;
+  char line[4608];
+  while (fgets(line, sizeof line, f)) {
+    unsigned long lo, hi, off, ino;
+    unsigned maj, min;
+    char perms[8];
+    if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu", &lo, &hi, perms, &off, &maj,
+               &min, &ino) == 7 &&
+        ino == st.st_ino && makedev(maj, min) == st.st_dev && off == 0 &&
+        hi - lo == MAP_SIZE) {
+      map_addr = (char *)lo;
+      break;
+    }
+  }
+  fclose(f);
+}
+
+static void drop_map_pages(void) {
+  uint64_t now = uv_now(state_loop);
+  if (!map_addr || now - map_dropped_at < MAP_DROP_MS) return;
+  map_dropped_at = now;
+  if (stats.bytes) madvise(map_addr, stats.bytes, MADV_DONTNEED);
+}
+
 void state_commit(void) {
   if (!npending || !env) return;
+  uint64_t t0 = uv_hrtime();
   MDB_txn *txn;
   int rc = mdb_txn_begin(env, NULL, 0, &txn);
   if (rc) {
@@ -150,37 +201,50 @@ void state_commit(void) {
     } else if ((rc = mdb_txn_commit(txn)) != 0) {
       write_failed("commit", rc);
     } else {
+      uint64_t us = (uv_hrtime() - t0) / 1000;
       stats.records_written += npending;
       stats.commits++;
+      if (us > stats.commit_us_max) stats.commit_us_max = us;
       unsynced = 1;
-      if (sync_mode == STATE_SYNC_ALWAYS) stats.syncs++;
+      if (sync_mode == STATE_SYNC_ALWAYS) {
+        stats.syncs++;
+        stats.sync_us_last = us;
+        if (us > stats.sync_us_max) stats.sync_us_max = us;
+      }
+      note_size();
     }
   }
   pending.len = 0;
   npending = 0;
+  drop_map_pages();
 }
 
 /* The batch sync runs on the thread pool: fdatasync must not stall the
  * loop, and LMDB allows it beside a write transaction. */
+static int sync_rc;
+static uint64_t sync_us;
+
 static void sync_work(uv_work_t *req) {
-  int rc = mdb_env_sync(env, 1);
-  req->data = (void *)(intptr_t)rc;
+  uint64_t t0 = uv_hrtime();
+  sync_rc = mdb_env_sync(env, 1);
+  sync_us = (uv_hrtime() - t0) / 1000;
 }
 
 static void sync_done(uv_work_t *req, int status) {
   sync_running = 0;
-  int rc = (int)(intptr_t)req->data;
-  if (rc)
-    write_failed("sync", rc);
-  else if (status == 0)
+  if (sync_rc) {
+    write_failed("sync", sync_rc);
+  } else if (status == 0) {
     stats.syncs++;
+    stats.sync_us_last = sync_us;
+    if (sync_us > stats.sync_us_max) stats.sync_us_max = sync_us;
+  }
 }
 
 static void on_sync_timer(uv_timer_t *t) {
   if (!unsynced || sync_running) return;
   unsynced = 0;
   sync_running = 1;
-  sync_req.data = NULL;
   if (uv_queue_work(state_loop, &sync_req, sync_work, sync_done) != 0)
     sync_running = 0;
 }
@@ -195,6 +259,12 @@ static long walk(MDB_txn *txn, MDB_dbi dbi, int load, char *err,
     snprintf(err, errlen, "%s: %s", data_path, mdb_strerror(rc));
     return -1;
   }
+  MDB_stat ms;
+  if (load && mdb_stat(txn, dbi, &ms) == 0)
+    /* Values hold the client ids and lines, so their pages bound them. */
+    store_load_begin(ms.ms_entries,
+                     (ms.ms_leaf_pages + ms.ms_overflow_pages) * ms.ms_psize +
+                         ms.ms_entries * (sizeof(store_rec_t) + 16));
   MDB_val k, v;
   long n = 0;
   unsigned long refused = 0;
@@ -213,23 +283,27 @@ static long walk(MDB_txn *txn, MDB_dbi dbi, int load, char *err,
              memcmp(key, k.mv_data, k.mv_size) != 0)
       why = "record under the wrong key";
     if (!why && load) {
-      int put = store_put((const char *)p + VALUE_HEAD, cn, sec, nsec,
-                          (const char *)p + VALUE_HEAD + cn,
-                          v.mv_size - VALUE_HEAD - cn);
+      /* Keys are unique and each is its client's (checked above), so
+       * each record is a client of its own: no lookup. */
+      int put = store_load((const char *)p + VALUE_HEAD, cn, sec, nsec,
+                           (const char *)p + VALUE_HEAD + cn,
+                           v.mv_size - VALUE_HEAD - cn);
       if (put == STORE_FULL)
         refused++;
       else if (put != 1)
-        why = put == 0 ? "two records for one client" : "malformed record";
+        why = "malformed record";
     }
     if (why) {
       snprintf(err, errlen, "%s: corrupt state: %s (entry %ld)", data_path, why,
                n + 1);
       mdb_cursor_close(cur);
+      if (load) store_load_end();
       return -1;
     }
     n++;
   }
   mdb_cursor_close(cur);
+  if (load) store_load_end();
   if (rc != MDB_NOTFOUND) {
     snprintf(err, errlen, "%s: corrupt state: %s (after entry %ld)", data_path,
              mdb_strerror(rc), n);
@@ -253,9 +327,8 @@ static int open_env(const char *path, int readonly, unsigned flags,
   if (!rc) rc = mdb_env_set_maxdbs(env, 2);
   if (!rc) rc = mdb_env_set_mapsize(env, MAP_SIZE);
   if (!rc)
-    rc = mdb_env_open(
-        env, path,
-        flags | MDB_NOTLS | MDB_NORDAHEAD | (readonly ? MDB_RDONLY : 0), 0640);
+    rc = mdb_env_open(env, path,
+                      flags | MDB_NOTLS | (readonly ? MDB_RDONLY : 0), 0640);
   if (rc) {
     snprintf(err, errlen, "%s: %s%s", data_path, mdb_strerror(rc),
              rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH
@@ -365,11 +438,17 @@ int state_open(uv_loop_t *loop, const char *dir, const char *name,
    * count twice in the server's memory. */
   mdb_env_close(env);
   env = NULL;
-  if (open_env(path, 0, flags, &records_dbi, err, errlen) < 0) goto fail;
+  /* Serving touches a few pages per record: no readahead (the whole-file
+   * scan above wanted it). */
+  if (open_env(path, 0, flags | MDB_NORDAHEAD, &records_dbi, err, errlen) < 0)
+    goto fail;
   log_info("state: %ld records loaded from %s in %.1f ms (state_sync %s)", n,
            data_path, (double)(uv_hrtime() - t0) / 1e6, state_sync_name(mode));
   sync_mode = mode;
   state_loop = loop;
+  note_size();
+  find_map();
+  map_dropped_at = uv_now(loop);
   buf_init(&pending);
   store_on_change(note);
   if (mode == STATE_SYNC_BATCH) {

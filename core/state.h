@@ -13,6 +13,7 @@
 #define HERD_STATE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 typedef enum {
@@ -43,10 +44,14 @@ void state_commit(void);
 void state_close(void);
 
 typedef struct state_stats {
-  unsigned long records_written;
-  unsigned long commits;
-  unsigned long syncs;
-  unsigned long write_errors;
+  uint64_t records_written;
+  uint64_t commits;
+  uint64_t syncs;
+  uint64_t write_errors;
+  uint64_t commit_us_max; /* longest commit on the loop ("always": synced) */
+  uint64_t sync_us_last;  /* the last sync, and the longest */
+  uint64_t sync_us_max;
+  uint64_t bytes; /* the state file's pages in use */
 } state_stats_t;
 const state_stats_t *state_stats(void);
 

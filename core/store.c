@@ -31,6 +31,15 @@ static uv_idle_t rehash_idle;
 static size_t count, bytes;
 static size_t max_count = SIZE_MAX;
 static void (*on_change)(const store_rec_t *r);
+/* The records loaded from a state live in one block (store_load_begin):
+ * one mapping with huge pages instead of a million mallocs and page
+ * faults. Each takes SLAB_ROUND-rounded room; a record replaced by one
+ * that does not fit leaves its room unused until the server stops (at
+ * most the block: the state it loaded). */
+#define SLAB_ROUND 16
+#define SLAB_ALIGN ((size_t)2 << 20)
+static char *slab, *slab_next, *slab_end;
+static size_t slab_size;
 /* tree[0] = root, tree[1] = level 1 (FANOUT nodes), ... leaves last. */
 static uint64_t *tree[STORE_DEPTH + 1];
 static store_rec_t **leaves;
@@ -140,12 +149,32 @@ void store_set_limit(size_t max_clients) {
   max_count = max_clients;
 }
 
+static int in_slab(const store_rec_t *r) {
+  return (const char *)r >= slab && (const char *)r < slab_end;
+}
+
+static size_t slab_room(size_t client_len, size_t line_len) {
+  size_t n = sizeof(store_rec_t) + client_len + line_len;
+  return (n + SLAB_ROUND - 1) & ~(size_t)(SLAB_ROUND - 1);
+}
+
+/* The bytes r may grow to in place. A block record's first room is not
+ * kept, but rounding its present size never exceeds it. */
+static size_t rec_room(store_rec_t *r) {
+  return in_slab(r) ? slab_room(r->client_len, r->line_len)
+                    : malloc_usable_size(r);
+}
+
+static void rec_free(store_rec_t *r) {
+  if (!in_slab(r)) free(r);
+}
+
 static void free_chains(store_rec_t **t, size_t from, size_t to) {
   for (size_t i = from; t && i < to; i++) {
     store_rec_t *r = t[i];
     while (r) {
       store_rec_t *next = r->next;
-      free(r);
+      rec_free(r);
       r = next;
     }
   }
@@ -156,6 +185,9 @@ void store_free(void) {
   if (old_table) old_table_unmap();
   free_chains(table, 0, table_cap);
   if (table) table_unmap(table, table_cap);
+  if (slab) munmap(slab, slab_size);
+  slab = slab_next = slab_end = NULL;
+  slab_size = 0;
   table = NULL;
   table_cap = count = bytes = 0;
   rehash_loop = NULL;
@@ -310,7 +342,7 @@ int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
   if (!old && count >= max_count) return STORE_FULL;
   uint64_t digest = digest_of(line, line_len, sec, nsec);
   uint32_t leaf = leaf_of(client, client_len);
-  if (old && malloc_usable_size(old) >= sizeof *old + client_len + line_len) {
+  if (old && rec_room(old) >= sizeof *old + client_len + line_len) {
     /* A newer line for a known client nearly always fits the old block
      * (lines differ by a digit or two): updated in place, the record keeps
      * its chains and neither the allocator nor the leaf's chain is touched,
@@ -341,7 +373,7 @@ int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
     leaf_remove(leaf, old);
     delta ^= old->digest;
     bytes -= sizeof *old + old->client_len + old->line_len;
-    free(old);
+    rec_free(old);
   } else {
     r->next = NULL;
     count++;
@@ -353,6 +385,130 @@ int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
   bytes += sizeof *r + client_len + line_len;
   if (count > table_cap && !old_table) grow();
   if (on_change) on_change(r);
+  return 1;
+}
+
+/* Moves every record to a table of cap buckets at once: for loading,
+ * before the server serves anyone, where a move in steps would only make
+ * store_load look in two tables. */
+static void rehash_now(size_t cap) {
+  store_rehash_step(SIZE_MAX); /* ends a move under way */
+  store_rec_t **t = table_map(cap);
+  for (size_t i = 0; i < table_cap; i++) {
+    store_rec_t *r = table[i];
+    while (r) {
+      store_rec_t *next = r->next;
+      size_t b = bucket_hash(STORE_CLIENT(r), r->client_len) & (cap - 1);
+      r->next = t[b];
+      t[b] = r;
+      r = next;
+    }
+  }
+  table_unmap(table, table_cap);
+  table = t;
+  table_cap = cap;
+}
+
+void store_load_begin(size_t n, size_t bytes_max) {
+  size_t cap = table_cap;
+  while (cap < n)
+    cap *= 2;
+  if (cap > table_cap || old_table) rehash_now(cap);
+  if (slab || !n) return;
+  size_t size = (bytes_max + SLAB_ALIGN - 1) & ~(SLAB_ALIGN - 1);
+  /* Reserved, not committed: only what is written becomes resident. */
+  void *p = mmap(NULL, size + SLAB_ALIGN, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return; /* records are malloc'd one by one */
+  char *base = p;
+  char *aligned = (char *)(((uintptr_t)base + SLAB_ALIGN - 1) &
+                           ~(uintptr_t)(SLAB_ALIGN - 1));
+  if (aligned > base) munmap(base, (size_t)(aligned - base));
+  char *end = aligned + size;
+  if (base + size + SLAB_ALIGN > end)
+    munmap(end, (size_t)(base + size + SLAB_ALIGN - end));
+  madvise(aligned, size, MADV_HUGEPAGE); /* fewer faults; advice only */
+  slab = slab_next = aligned;
+  slab_end = end;
+  slab_size = size;
+}
+
+/* Loaded records wait here for their bucket, which was prefetched when they
+ * came in: with a table of millions of buckets nearly every insertion
+ * misses the cache, and a few in flight hide most of it. */
+#define LOAD_AHEAD 16
+static struct {
+  store_rec_t *r;
+  size_t bucket;
+} ahead[LOAD_AHEAD];
+static unsigned nahead, ahead_next; /* entries 0..nahead-1 until full */
+
+static void load_insert(unsigned i) {
+  store_rec_t *r = ahead[i].r;
+  r->next = table[ahead[i].bucket];
+  table[ahead[i].bucket] = r;
+}
+
+static void load_flush(void) {
+  for (unsigned i = 0; i < nahead; i++)
+    load_insert(i);
+  nahead = ahead_next = 0;
+}
+
+void store_load_end(void) {
+  load_flush();
+  if (!slab) return;
+  /* The unused tail goes back (whole huge pages past the last record). */
+  char *used = (char *)(((uintptr_t)slab_next + SLAB_ALIGN - 1) &
+                        ~(uintptr_t)(SLAB_ALIGN - 1));
+  if (used < slab_end) {
+    munmap(used, (size_t)(slab_end - used));
+    slab_size = (size_t)(used - slab);
+    slab_end = used;
+  }
+  if (slab_size == 0) slab = slab_next = slab_end = NULL;
+}
+
+int store_load(const char *client, size_t client_len, int64_t sec, int32_t nsec,
+               const char *line, size_t line_len) {
+  if (client_len == 0 || client_len > STORE_MAX_CLIENT || line_len == 0 ||
+      line_len > STORE_MAX_LINE || nsec < 0 || nsec > 999999999)
+    return -1;
+  if (count >= max_count) return STORE_FULL;
+  size_t room = slab_room(client_len, line_len);
+  store_rec_t *r;
+  if (slab && (size_t)(slab_end - slab_next) >= room) {
+    r = (store_rec_t *)slab_next;
+    slab_next += room;
+  } else {
+    r = xmalloc(sizeof *r + client_len + line_len);
+  }
+  r->sec = sec;
+  r->nsec = nsec;
+  r->client_len = (uint16_t)client_len;
+  r->line_len = (uint16_t)line_len;
+  memcpy(r->data, client, client_len);
+  memcpy(r->data + client_len, line, line_len);
+  r->digest = digest_of(line, line_len, sec, nsec);
+  size_t b = bucket_hash(client, client_len) & (table_cap - 1);
+  __builtin_prefetch(&table[b], 1);
+  if (nahead == LOAD_AHEAD)
+    load_insert(ahead_next); /* the oldest */
+  else
+    nahead++;
+  ahead[ahead_next].r = r;
+  ahead[ahead_next].bucket = b;
+  ahead_next = (ahead_next + 1) % LOAD_AHEAD;
+  uint32_t leaf = leaf_of(client, client_len);
+  r->leaf_next = leaves[leaf];
+  leaves[leaf] = r;
+  tree_apply(leaf, r->digest);
+  bytes += sizeof *r + client_len + line_len;
+  count++;
+  if (count > table_cap) {
+    load_flush(); /* the move takes what the table holds */
+    rehash_now(table_cap * 2);
+  }
   return 1;
 }
 

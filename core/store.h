@@ -55,7 +55,8 @@ typedef struct store_rec {
  * tree key starts as all zero bytes (what an insecure herd shares). With a
  * loop, an idle handle of the store finishes a table's growth on it (closed
  * with the loop's other handles, before store_free); without one (tests),
- * only store_put and store_rehash_step move buckets. */
+ * only store_put and store_rehash_step move buckets (store_load_begin
+ * finishes a move at once). */
 int store_init(uv_loop_t *loop);
 /* Sets the tree key every server of the herd shares and rekeys every record
  * (its leaf and digest; the tree is rebuilt): O(n), about 0.3 s per million
@@ -76,6 +77,19 @@ void store_free(void);
  * (known clients are still updated). */
 int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
               const char *line, size_t line_len);
+/* Before store_load of n records whose client ids and lines take at most
+ * bytes_max - n * (sizeof(store_rec_t) + 16) bytes: sizes the table once
+ * and keeps the records in one block (address space reserved, only what
+ * is used becomes resident) rather than a malloc each. store_load_end
+ * (required before any other store call) puts the last loaded records in
+ * their buckets and gives the block's unused part back. */
+void store_load_begin(size_t n, size_t bytes_max);
+void store_load_end(void);
+/* store_put for a client the store does not hold (the caller knows: each
+ * record of a state is a distinct client), without looking for it: for
+ * loading a state. Returns 1, -1 if malformed, STORE_FULL. */
+int store_load(const char *client, size_t client_len, int64_t sec, int32_t nsec,
+               const char *line, size_t line_len);
 /* Why store_put refused a record, for its return value rc < 0. */
 const char *store_refusal(int rc);
 const store_rec_t *store_get(const char *client, size_t client_len);

@@ -272,6 +272,34 @@ class Herd(System):
         return e
 
 
+class HerdState(Herd):
+    """herd keeping its records on disk (HERD_STATE_DIR, state_sync batch)."""
+    key, label = "herd", "herd"
+
+    def __init__(self, bench, state_dir):
+        super().__init__(bench)
+        self.state_dir = state_dir
+
+    def env(self, places_url, logdir):
+        e = super().env(places_url, logdir)
+        e["HERD_STATE_DIR"] = self.state_dir
+        return e
+
+
+def parse_result(out):
+    line = next((l for l in out.splitlines() if l.startswith("RESULT ")), None)
+    if line is None:
+        return None
+    res = {}
+    for kv in line.split()[1:]:
+        k, _, v = kv.partition("=")
+        try:
+            res[k] = float(v)
+        except ValueError:
+            res[k] = v
+    return res
+
+
 class HerdInsecure(Herd):
     """herd with plaintext links (insecure = true): what TLS costs."""
     key, label = "herd_plain", "herd insecure"
@@ -469,6 +497,10 @@ FIGS = [
     Fig("g_max", "loading 5M clients under a 1 ms probe: longest pause (ms)", "ms", "lower", "< 5 ms"),
     Fig("g_p99", "loading 5M clients under a 1 ms probe: p99 (ms)", "ms", "lower", ""),
     Fig("start", "start-up to listening (ms)", "ms", "lower", "< 20 ms"),
+    Fig("s_start", "start-up with 1M stored records (ms)", "ms", "lower", "< 1000 ms"),
+    Fig("s_w99", "IAMAT p99 while 1M records are written, state_dir (µs)", "us", "lower", "< 5000 µs"),
+    Fig("s_w99n", "the same without state_dir (µs)", "us", "lower", "printed"),
+    Fig("s_rec", "RSS bytes per stored record, state_dir (1M)", "B", "lower", "< 2× without"),
     Fig("f_hs", "peer link handshake, median of the herd's links (ms)", "ms", "lower", "printed"),
 ]
 FIG = {f.key: f for f in FIGS}
@@ -481,6 +513,7 @@ GROUPS = [  # figure groups, in the order they run (the time budget cuts the las
     ("idle", ["m_conn"]),
     ("records", ["m_rec"]),
     ("growth", ["g_max", "g_p99"]),
+    ("state", ["s_start", "s_w99", "s_w99n", "s_rec"]),
 ]
 
 
@@ -936,6 +969,81 @@ class Bench:
                 cl.stop()
         except NA as e:
             self.mark_na(figs, sysk, str(e))
+
+    def fig_state(self, s, sysk):
+        # state on disk: loading 1M records, serving while writing them, memory
+        figs = ["s_start", "s_w99", "s_w99n", "s_rec"]
+        if sysk != "herd":
+            self.mark_na(figs, sysk, "no state on disk")
+            return
+        if self.time_left() < 120:
+            self.mark_na(figs, sysk, "time budget (--budget) too short for the preloads")
+            return
+        try:
+            for _ in range(self.reps):
+                state = tempfile.mkdtemp(prefix="herd-bench-state-", dir=self.tmp)
+                try:
+                    w = self.write_under_probe(HerdState(self, state))
+                    self.record("s_w99", sysk, w["probe"]["p99_us"], w["probe"]["lg_cpu_pct"])
+                    self.record("s_rec", sysk, w["writer"]["bytes_per_record"])
+                    self.record("s_start", sysk, self.start_with_state(s, state))
+                finally:
+                    shutil.rmtree(state, ignore_errors=True)
+                w = self.write_under_probe(s)
+                self.record("s_w99n", sysk, w["probe"]["p99_us"], w["probe"]["lg_cpu_pct"])
+        except NA as e:
+            self.mark_na(figs, sysk, str(e))
+
+    def write_under_probe(self, system):
+        """self.records IAMATs for new clients (8 connections, 8 in flight each)
+        while one connection probes the round trip, one IAMAT at a time."""
+        cl = Cluster(self, system, ["Riley"], [])
+        try:
+            port = cl.port("Riley")
+            cmd = self.pin_load + [LOADGEN, "iamat", "--port", str(port), "--count", str(self.records),
+                                   "--conns", "8", "--inflight", "8", "--pid", str(cl.pid("Riley")),
+                                   "--duration", "240"]
+            writer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                      stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            try:
+                probe = self.loadgen("iamat", "--port", port, "--conns", 1, "--inflight", 1,
+                                     "--duration", self.dur, "--warmup", self.warm, timeout=60)
+                out, _ = writer.communicate(timeout=260)
+            finally:
+                if writer.poll() is None:
+                    writer.kill()
+                    writer.wait()
+            wr = parse_result(out.decode(errors="replace"))
+            if self.rawlog:
+                self.rawlog.write("# %s\n%s" % (" ".join(cmd), out.decode(errors="replace")))
+            if wr is None:
+                raise NA("the writer failed")
+            self.check_ok(wr, "writer")
+            self.check_ok(probe, "probe")
+            if wr["seconds"] < self.dur + self.warm:
+                log("  note: the writer finished in %.1f s, before the probe's %.1f s" %
+                    (wr["seconds"], self.dur + self.warm))
+            return {"writer": wr, "probe": probe}
+        finally:
+            cl.stop()
+
+    def start_with_state(self, s, state):
+        """Start-up to listening of a server whose state holds the records."""
+        tmp = tempfile.mkdtemp(prefix="herd-bench-", dir=self.tmp)
+        os.makedirs(os.path.join(tmp, "logs"))
+        try:
+            port = self.ports.take(1)[0]
+            cfg = s.write_config([port], ["Riley"], [], tmp)
+            cmd = s.command(cfg, "Riley", port, None)
+            pin = ["--child-cpus", self.args.server_cpus] if self.pin_server else []
+            env = HerdState(self, state).env(None, os.path.join(tmp, "logs"))
+            r = self.loadgen("startup", "--port", port, "--timeout-ms", 10000, *pin,
+                             "--", *cmd, timeout=30, env=env)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if r["ms"] < 0:
+            raise NA("did not start listening within 10 s")
+        return r["ms"]
 
     def step_records(self, s, _cl):
         # memory per stored record: a fresh server each time

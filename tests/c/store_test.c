@@ -1,12 +1,14 @@
 /* store_test: SipHash against published vectors and OpenSSL's independent
  * implementation, the store's tree key (two stores with one key agree,
  * different keys put clients in different leaves, rekeying a full store
- * equals filling it under the new key), and the table's growth: while it
+ * equals filling it under the new key), the table's growth: while it
  * moves from the old table to the new one, every record is found, updated,
  * replaced, listed exactly once and rekeyed, new ones are added, the move
  * ends within a bounded number of puts, and no put or loop step takes more
  * than GROWTH_MAX_CPU_MS of CPU time at any size (the old table moved every
- * record in the one put that filled it).
+ * record in the one put that filled it); and loading a state's records
+ * (store_load) equals putting them, updates of loaded records included,
+ * also when a move was under way.
  *
  *   build/test/store_test [RECORDS [IDS]]   (default 20000; IDS: a file of
  *       client ids, one a line, for the growth checks too, such as the
@@ -499,6 +501,89 @@ static void growth_cost_checks(void) {
   clients_free(&c);
 }
 
+/* Loading (a state's records, each a distinct client, into one block)
+ * gives the store, tree and leaves that putting them one by one gives;
+ * the loaded records are then updated in place and moved out (a longer
+ * line), and the store stays right (ASan watches the block). */
+static void load_checks(int n) {
+  uint8_t k1[16];
+  for (int i = 0; i < 16; i++)
+    k1[i] = (uint8_t)(0xa0 + i);
+  fresh();
+  store_set_tree_key(k1);
+  fill(n, 0, 1);
+  uint64_t *put_tree = snapshot();
+  fresh();
+  store_set_tree_key(k1);
+  char client[64], line[512];
+  store_load_begin((size_t)n, (size_t)n * (sizeof(store_rec_t) + 16 + 128));
+  for (int i = n - 1; i >= 0; i--) {
+    int cn = snprintf(client, sizeof client, "client-%d.example", i);
+    int ln = snprintf(line, sizeof line,
+                      "AT A +0.000000001 %s +34.068930-118.445127 %d.%09d",
+                      client, 1700000000 + i, i);
+    CHECK(store_load(client, (size_t)cn, 1700000000 + i, i, line, (size_t)ln) ==
+              1,
+          "store_load %s", client);
+  }
+  store_load_end();
+  uint64_t *t = snapshot();
+  CHECK(memcmp(put_tree, t, snapshot_len()) == 0,
+        "a loaded store differs from one filled by store_put");
+  free(t);
+  check_leaves(n);
+  CHECK(store_count() == (size_t)n, "loaded %zu of %d", store_count(), n);
+  fill(n, 0, 0); /* the same records again: not newer */
+  for (int i = 0; i < n; i++) {
+    int cn = snprintf(client, sizeof client, "client-%d.example", i);
+    /* Even: one digit more (fits the room); odd: 200 bytes more. */
+    int ln = snprintf(line, sizeof line,
+                      "AT A +0.000000002 %s +34.068930-118.445127 %d.%09d%s",
+                      client, 1700000001 + i, i,
+                      i % 2 ? "                                        "
+                              "                                        "
+                              "                                        "
+                              "                                        "
+                              "                                        "
+                            : "");
+    CHECK(
+        store_put(client, (size_t)cn, 1700000001 + i, i, line, (size_t)ln) == 1,
+        "update %s", client);
+    const store_rec_t *r = store_get(client, (size_t)cn);
+    CHECK(r && r->line_len == ln && memcmp(STORE_LINE(r), line, ln) == 0,
+          "updated %s reads back", client);
+  }
+  check_leaves(n);
+  CHECK(store_count() == (size_t)n, "updates changed the count");
+  free(put_tree);
+
+  /* A load that begins while the table is moving (1025 puts start a move)
+   * finishes the move first: every record, put or loaded, is found. */
+  fresh();
+  fill(1025, 0, 1);
+  CHECK(store_rehash_pending() > 0, "1025 puts did not start a move");
+  store_load_begin((size_t)n, (size_t)n * (sizeof(store_rec_t) + 16 + 128));
+  CHECK(store_rehash_pending() == 0, "store_load_begin left a move pending");
+  for (int i = 1025; i < 1025 + n; i++) {
+    int cn = snprintf(client, sizeof client, "client-%d.example", i);
+    int ln = snprintf(line, sizeof line,
+                      "AT A +0.000000001 %s +34.068930-118.445127 %d.%09d",
+                      client, 1700000000 + i, i);
+    CHECK(store_load(client, (size_t)cn, 1700000000 + i, i, line, (size_t)ln) ==
+              1,
+          "store_load %s after a move", client);
+  }
+  store_load_end();
+  for (int i = 0; i < 1025 + n; i++) {
+    int cn = snprintf(client, sizeof client, "client-%d.example", i);
+    const store_rec_t *r = store_get(client, (size_t)cn);
+    CHECK(r && r->sec == 1700000000 + i, "%s lost across a load", client);
+  }
+  CHECK(store_count() == (size_t)(1025 + n), "count %zu after a move and a load",
+        store_count());
+  check_leaves(1025 + n);
+}
+
 int main(int argc, char **argv) {
   int n = argc > 1 ? atoi(argv[1]) : 20000;
   siphash_checks();
@@ -516,6 +601,7 @@ int main(int argc, char **argv) {
     clients_free(&c);
   }
   growth_cost_checks();
+  load_checks(n);
   store_free();
   printf("store_test: %d checks, %d failed (%d records)\n", checks, failures,
          n);

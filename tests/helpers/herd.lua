@@ -234,6 +234,14 @@ function M.start(conf, opts)
     for i, entry in ipairs(conf.scripts) do conf.scripts[i] = script_path(entry, dir) end
   end
   for i, entry in ipairs(h.opts.scripts or {}) do h.opts.scripts[i] = script_path(entry, dir) end
+  -- HERD_TEST_STATE_SYNC (always, batch, off): a herd started without a
+  -- state_dir of its own keeps one in its directory, so a suite runs with
+  -- state on disk (make test-state).
+  local sync = os.getenv("HERD_TEST_STATE_SYNC")
+  if sync and sync ~= "" and conf.state_dir == nil then
+    conf.state_dir = h.dir .. "/state"
+    conf.state_sync = sync
+  end
   h.conf = conf
   h.config = h.dir .. "/herd.lua"
   write_file(h.config, "return " .. serialize(conf) .. "\n")
