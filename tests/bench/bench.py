@@ -428,6 +428,25 @@ FIGS = [
     Fig("start", "start-up to listening (ms)", "ms", "lower", "< 20 ms"),
     Fig("f_hs", "peer link handshake, median of the herd's links (ms)", "ms", "lower", "printed"),
 ]
+# Catch-up: an empty server joins holders of N records (tests/tools/catchup.py),
+# an IAMAT probe every 1 ms at every server; N = 1M (--quick: 50k), and 5M.
+CATCHUP = [(1, "c1", "1 holder"), (2, "c2", "2 holders")]
+for _size, _tag in ((1, ""), (5, "_5m")):
+    for _h, _k, _what in CATCHUP:
+        _n = "%dM catch-up, %s" % (_size, _what)
+        FIGS += [
+            Fig(_k + _tag + "_s", _n + ": seconds to agree", "s", "lower",
+                "< 3 s" if _h == 2 and not _tag else "printed"),
+            Fig(_k + _tag + "_rx", _n + ": records received (M)", "M", "lower",
+                "< 1.2 M" if _h == 2 and not _tag else "printed"),
+            Fig(_k + _tag + "_hp99", _n + ": probe p99 at holders (ms)", "ms", "lower", "< 5 ms"),
+            Fig(_k + _tag + "_hmax", _n + ": probe max at holders (ms)", "ms", "lower", "< 20 ms"),
+            Fig(_k + _tag + "_jp99", _n + ": probe p99 at joiner (ms)", "ms", "lower", "< 5 ms"),
+            Fig(_k + _tag + "_jmax", _n + ": probe max at joiner (ms)", "ms", "lower", "< 20 ms"),
+            Fig(_k + _tag + "_mem", _n + ": holder RSS growth (MB)", "MB", "lower", "printed"),
+        ]
+CATCHUP_FIGS = [f.key for f in FIGS if f.key[:2] in ("c1", "c2")]
+CATCHUP_TOOL = os.path.join(ROOT, "tests", "tools", "catchup.py")
 FIG = {f.key: f for f in FIGS}
 GROUPS = [  # figure groups, in the order they run; --groups picks some
     ("start", ["start"]),
@@ -437,6 +456,7 @@ GROUPS = [  # figure groups, in the order they run; --groups picks some
     ("whatsat", ["w_total", "w_p99", "w_rtt0", "w_http0", "w_over"]),
     ("five", ["f_n1", "f_n16", "f_one", "p_low50", "p_low99", "p_max", "p_max99",
               "p_at_a99", "p_at_u99", "f_hs"]),
+    ("catchup", CATCHUP_FIGS),
 ]
 
 
@@ -753,6 +773,49 @@ class Bench:
         else:
             self.mark_na(["m_rec"], sysk, "stores nothing")
 
+    def fig_catchup(self, s, sysk):
+        # an empty server catching up with holders, probed at every server
+        if sysk != "herd":
+            self.mark_na(CATCHUP_FIGS, sysk, "herd only")
+            return
+        sizes = [(self.records, "")] + ([] if self.quick else [(5000000, "_5m")])
+        for n, tag in sizes:
+            for holders, k, _ in CATCHUP:
+                figs = [f for f in CATCHUP_FIGS if f.startswith(k + tag + "_") and
+                        (tag or "_5m" not in f)]
+                reps = self.reps if not tag else 1
+                try:
+                    for _ in range(reps):
+                        if self.time_left() < (60 if not tag else 180):
+                            raise NA("time budget (--budget) too short")
+                        base = self.ports.take(3)[0]
+                        cmd = [PY, CATCHUP_TOOL, "--herd", s.BIN, "--records", str(n),
+                               "--holders", str(holders), "--port", str(base),
+                               "--timeout", "120"]
+                        r = subprocess.run(cmd, capture_output=True, timeout=900,
+                                           stdin=subprocess.DEVNULL)
+                        out = r.stdout.decode(errors="replace").strip()
+                        if self.rawlog:
+                            self.rawlog.write("# %s\n%s\n" % (" ".join(cmd), out))
+                            self.rawlog.flush()
+                        if r.returncode != 0 or not out:
+                            raise NA("catchup.py failed: %s" % r.stderr.decode(errors="replace")[-200:])
+                        res = json.loads(out.splitlines()[-1])
+                        if res["seconds"] is None or not res["agree"]:
+                            raise NA("the joiner did not catch up within 120 s")
+                        hs = [v for name, v in res["probes"].items() if name != "J"]
+                        self.record(k + tag + "_s", sysk, res["seconds"])
+                        self.record(k + tag + "_rx", sysk, res["received"] / 1e6)
+                        self.record(k + tag + "_hp99", sysk, max(p["p99"] for p in hs))
+                        self.record(k + tag + "_hmax", sysk, max(p["max"] for p in hs))
+                        self.record(k + tag + "_jp99", sysk, res["probes"]["J"]["p99"])
+                        self.record(k + tag + "_jmax", sysk, res["probes"]["J"]["max"])
+                        self.record(k + tag + "_mem", sysk, max(res["growth_mb"].values()))
+                except NA as e:
+                    self.mark_na(figs, sysk, str(e))
+                except subprocess.TimeoutExpired:
+                    self.mark_na(figs, sysk, "catchup.py timed out")
+
     def fig_whatsat(self, s, sysk):
         # WHATSAT against the mock provider
         if sysk == "line":
@@ -985,6 +1048,14 @@ def target_status(b, fig, vals):
     if k == "m_rec":
         return "met" if h <= 200 else "NOT met"
     if k == "start":
+        return "met" if h < 20 else "NOT met"
+    if k == "c2_s":
+        return "met" if h < 3 else "NOT met"
+    if k == "c2_rx":
+        return "met" if h < 1.2 else "NOT met"
+    if k[:2] in ("c1", "c2") and k.endswith("p99"):
+        return "met" if h < 5 else "NOT met"
+    if k[:2] in ("c1", "c2") and k.endswith("max"):
         return "met" if h < 20 else "NOT met"
     return ""
 
