@@ -194,6 +194,7 @@ static uint64_t busy_epoch;                 /* bumped when one is answered */
 static size_t slice_in = SYNC_SLICE, slice_out = SYNC_SLICE; /* this phase's */
 static uv_idle_t pump_idle; /* keeps the loop turning while slices are due */
 static sync_t *cur_sync;    /* the pull whose SYNCREC is being stored */
+static int hint_due;        /* a pull stored records: hint the neighbours */
 
 static void pconn_close(pconn_t *pc, const char *why);
 static void schedule_redial(link_t *l);
@@ -567,6 +568,18 @@ static void send_hint(pconn_t *pc) {
   sync_sent(pc, b->len - at);
 }
 
+/* Once no pull of this server runs any more and one stored records, every
+ * neighbour is hinted to pull. Waiting for the last pull keeps a joiner
+ * from having a holder walk its half-filled tree. */
+static void hint_if_idle(void) {
+  if (!hint_due) return;
+  for (int i = 0; i < nlinks; i++)
+    if (links[i].active && links[i].active->sync.state != SYNC_IDLE) return;
+  hint_due = 0;
+  for (int i = 0; i < nlinks; i++)
+    if (links[i].active) send_hint(links[i].active);
+}
+
 /* unchanged: both trees are as when the last pull ended with refusals. */
 static void sync_finish(pconn_t *pc, int unchanged) {
   sync_t *s = &pc->sync;
@@ -588,10 +601,9 @@ static void sync_finish(pconn_t *pc, int unchanged) {
     set_diverged(s, 0);
     s->full_known = 0;
   }
-  if (s->stored)
-    for (int i = 0; i < nlinks; i++)
-      if (links[i].active && links[i].active != pc) send_hint(links[i].active);
+  if (s->stored) hint_due = 1;
   if (s->again) sync_start(pc);
+  hint_if_idle();
 }
 
 /* Sends the pull's next requests, within its window and the link's bound. */
@@ -647,6 +659,7 @@ static int sync_answered(pconn_t *pc, const uint8_t *kid) {
     if (!s->outstanding) {
       s->state = SYNC_IDLE;
       if (s->again) sync_start(pc);
+      hint_if_idle();
     }
     return -1;
   }
