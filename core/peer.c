@@ -49,7 +49,10 @@
  * A joiner linked to several holders pulls from all at once but never asks
  * two for the same leaf at the same time (leaf_busy): the second asks only
  * after the first answered, listing what it now holds, and skips any node
- * whose sum has meanwhile become the neighbour's.
+ * whose sum has meanwhile become the neighbour's. A holder's own pull
+ * from a joiner that is taking records from it is answered BUSY (the
+ * joiner hints once its last pull has ended), so no holder walks a
+ * half-filled tree.
  * A store full at limits.max_records refuses records a neighbour holds:
  * the pull counts them (records_diverged), logs once, and remembers both
  * trees, so later pulls end after one SUMS while neither store changes. */
@@ -94,7 +97,9 @@ enum {
   F_SUMS_REQ = 9, /* key id, level, index */
   F_DONE = 10,    /* key id, leaf: the answer to a LEAF is complete */
   F_SYNCREC = 11, /* a RECORD sent by reconciliation: stored, not flooded */
-  F_HINT = 12     /* "I learned records": the receiver pulls */
+  F_HINT = 12,    /* "I learned records": the receiver pulls */
+  F_BUSY = 13     /* key id: answers a root SUMS_REQ while this side is
+                   * taking records from the asker; it hints when done */
 };
 
 /* A node of the tree a pull is to visit, with the neighbour's sum of it. */
@@ -601,7 +606,6 @@ static void sync_finish(pconn_t *pc, int unchanged) {
     set_diverged(s, 0);
     s->full_known = 0;
   }
-  if (s->stored) hint_due = 1;
   if (s->again) sync_start(pc);
   hint_if_idle();
 }
@@ -734,6 +738,12 @@ static int on_sums_req(pconn_t *pc, reader_t *r) {
     width *= STORE_FANOUT;
   if (r->bad || r->left || level >= STORE_DEPTH || index >= width) return -1;
   buf_t *b = obuf(pc);
+  if (level == 0 && pc->sync.state == SYNC_RUNNING && pc->sync.stored) {
+    size_t at = kid_frame(b, F_BUSY);
+    frame_end(b, at);
+    sync_sent(pc, b->len - at);
+    return 0;
+  }
   size_t at = kid_frame(b, F_SUMS);
   buf_append(b, &level, 1);
   put_u32(b, index);
@@ -1063,6 +1073,14 @@ static int handle_frame(pconn_t *pc, const uint8_t *p, size_t len) {
       return on_leaf(pc, &r);
     case F_DONE:
       return on_done(pc, &r);
+    case F_BUSY: {
+      const uint8_t *kid = take(&r, KEY_ID_LEN);
+      if (r.bad || r.left) return -1;
+      /* It takes records from this server and hints when done. */
+      if (sync_answered(pc, kid) == 0 && !pc->sync.outstanding)
+        sync_finish(pc, 1);
+      return 0;
+    }
     case F_HINT:
       if (r.left) return -1;
       sync_start(pc);
@@ -1712,9 +1730,10 @@ int peer_accept_record(const char *from, const char *client, size_t cn,
              client, from ? " from " : "", from ? from : "", *err, more);
     return -1;
   }
-  if (stored && cur_sync)
+  if (stored && cur_sync) {
     cur_sync->stored++; /* not flooded: the pull hints instead */
-  else if (stored)
+    hint_due = 1;
+  } else if (stored)
     peer_flood(client, cn, from);
   return stored;
 }
