@@ -100,6 +100,10 @@ enum { COUNTER, GAUGE };
   X(reconciles, COUNTER, "Store reconciliations with a peer.", p->reconciles) \
   X(sync_bytes_out, COUNTER, "Bytes sent to peers by reconciliation.",        \
     p->sync_bytes_out)                                                        \
+  X(records_diverged, GAUGE,                                                  \
+    "Records neighbours hold that this full store refused at the last "       \
+    "reconciliation (limits.max_records).",                                   \
+    p->records_diverged)                                                      \
   X(http_in_flight, GAUGE, "HTTP requests (places provider) in flight.",      \
     (uint64_t)http_in_flight())                                               \
   X(http_started, COUNTER, "HTTP requests started.", h.started)               \

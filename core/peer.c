@@ -28,12 +28,34 @@
  * flush time; a link whose unsent output passes limits.peer_out_max is
  * dropped and redialled, and reconciliation catches the neighbour up.
  *
- * Reconciliation: when a link comes up, and every PEER_SYNC_MS after, the side
- * with the smaller name sends SUMS of the root's children; each side answers
- * a SUMS by descending into the children whose sums differ, down to LEAF
- * frames listing (client, timestamp, digest); each side then sends the
- * RECORDs the other lacks or holds older. Traffic grows with the number of
- * differing records times the tree depth, not with the store. */
+ * Reconciliation is a pull, run by each side of a link on its own: when
+ * the link comes up, every PEER_SYNC_MS after, and when the neighbour
+ * hints that it learned records (HINT). The puller walks the store's hash
+ * tree with requests (SUMS_REQ: the 32 child sums of a node, answered by
+ * SUMS), descends where the neighbour's sums differ from its own and are
+ * not empty, and asks for each differing leaf with LEAF, listing the
+ * digests it holds there; the neighbour answers with SYNCREC frames (the
+ * records whose digest is not listed) and a DONE. Traffic grows with the
+ * difference, not with the store.
+ * Bounded slices: a puller keeps at most SYNC_WINDOW requests unanswered;
+ * each loop phase parses at most SYNC_SLICE bytes of frames and produces at
+ * most SYNC_SLICE bytes of sync output over all links; no request is
+ * answered or sent while the link's unsent output is over sync_bound()
+ * (well under peer_out_max): the frame waits in the input buffer (reading
+ * goes on, so two sides waiting on each other cannot deadlock) and is
+ * answered as the output drains. Records that arrive by reconciliation are
+ * not flooded (that would be output no flow control holds back): when a
+ * pull stored records, the puller hints its other neighbours, which pull.
+ * A joiner linked to several holders pulls from all at once but never asks
+ * two for the same leaf at the same time (leaf_busy): the second asks only
+ * after the first answered, listing what it now holds, and skips any node
+ * whose sum has meanwhile become the neighbour's. A holder's own pull
+ * from a joiner that is taking records from it is answered BUSY (the
+ * joiner hints once its last pull has ended), so no holder walks a
+ * half-filled tree.
+ * A store full at limits.max_records refuses records a neighbour holds:
+ * the pull counts them (records_diverged), logs once, and remembers both
+ * trees, so later pulls end after one SUMS while neither store changes. */
 #include "peer.h"
 
 #include <lauxlib.h>
@@ -46,15 +68,19 @@
 #include "conn.h"
 #include "log.h"
 #include "script.h"
+#include "siphash.h"
 #include "store.h"
 #include "textlib.h"
 #include "tls.h"
 #include "wqueue.h"
 
-#define PEER_VERSION 1
+#define PEER_VERSION 2 /* 2: reconciliation by pull (SUMS_REQ, DONE...) */
 #define PREAUTH_MAX_FRAME 512 /* an insecure HELLO fits easily */
 #define TICK_MS 250
 #define PEER_SYNC_MS 5000
+#define SYNC_WINDOW 64          /* a puller's unanswered requests */
+#define SYNC_SLICE (32 * 1024)  /* bytes of frames per loop phase, each way */
+#define SYNC_STACK_MAX 65536    /* nodes a walk keeps to visit */
 #define MAX_UNAUTHED 64         /* inbound connections still in handshake */
 #define MAX_UNAUTHED_PER_ADDR 8 /* ... from one source address */
 #define KEY_ID_LEN 4
@@ -63,12 +89,48 @@
 enum {
   F_HELLO = 1, /* insecure herds only: names the dialler */
   F_RECORD = 3,
-  F_SUMS = 4,
-  F_LEAF = 5,
+  F_SUMS = 4, /* key id, level, index, the 32 child sums: answers SUMS_REQ */
+  F_LEAF = 5, /* key id, leaf, 0, count, digests: "send what I lack" */
   F_PING = 6,
   F_PONG = 7,
-  F_TREEKEY = 8 /* the reconciliation tree's key, 16 bytes */
+  F_TREEKEY = 8,  /* the reconciliation tree's key, 16 bytes */
+  F_SUMS_REQ = 9, /* key id, level, index */
+  F_DONE = 10,    /* key id, leaf: the answer to a LEAF is complete */
+  F_SYNCREC = 11, /* a RECORD sent by reconciliation: stored, not flooded */
+  F_HINT = 12,    /* "I learned records": the receiver pulls */
+  F_BUSY = 13     /* key id: answers a root SUMS_REQ while this side is
+                   * taking records from the asker; it hints when done */
 };
+
+/* A node of the tree a pull is to visit, with the neighbour's sum of it. */
+typedef struct sync_node {
+  uint64_t theirs;
+  uint32_t index;
+  uint8_t level;
+} sync_node_t;
+
+typedef struct node_list {
+  sync_node_t *v;
+  size_t n, cap;
+} node_list_t;
+
+/* One pull from a neighbour (see the header). */
+typedef struct sync {
+  enum { SYNC_IDLE, SYNC_RUNNING, SYNC_DRAINING } state;
+  int again;                  /* another pull asked for while this one runs */
+  int outstanding;            /* requests sent, not yet answered */
+  node_list_t todo, deferred; /* deferred: leaves another pull is asking */
+  uint64_t deferred_epoch;    /* busy_epoch when the last was deferred */
+  uint32_t inflight[SYNC_WINDOW]; /* leaves asked, not yet DONE */
+  int ninflight;
+  uint64_t stored, refused; /* records this pull stored, refused as full */
+  uint64_t root_theirs;     /* a hash of the neighbour's level-1 sums */
+  /* The trees when the last pull ended with refusals: while both are
+   * unchanged, a pull ends after the first SUMS. */
+  uint64_t full_theirs, full_mine;
+  uint64_t diverged; /* records refused at the last pull (a gauge) */
+  int full_known;
+} sync_t;
 
 typedef struct link link_t;
 
@@ -85,8 +147,11 @@ typedef struct pconn {
   tls_conn_t *tls;
   uint64_t opened_at, last_rx, last_tx, rx_bytes, handshake_us;
   int secret_idx; /* which secret keys the link (PSK mode) */
+  sync_t sync;    /* this side's pull from the neighbour */
+  /* held: frames wait in `in` (the phase's slice is spent, or a request
+   * waits for the output to drain). */
   unsigned outbound : 1, connected : 1, verified : 1, closing : 1, dirty : 1,
-      active : 1, cut : 1;
+      active : 1, cut : 1, held : 1;
   char addr[128]; /* ip:port, or name (ip):port for a dialled name */
   char ip[48];    /* the source address alone, for per-address bounds */
 } pconn_t;
@@ -130,13 +195,25 @@ static uint8_t key_ids[MAX_SECRETS][KEY_ID_LEN];
 static int nsecrets;
 /* The key of the store's hash tree (leaf assignment, digests), which the
  * herd agrees on link by link (the smaller wins), and its short id, which
- * SUMS and LEAF frames carry so frames under another key are ignored. */
+ * reconciliation frames carry: a pull answered under another key stops. */
 static uint8_t tree_key[16];
 static uint8_t tree_kid[KEY_ID_LEN];
+/* Reconciliation: */
+static uint8_t leaf_busy[STORE_LEAVES / 8]; /* leaves some pull is asking */
+static uint64_t busy_epoch;                 /* bumped when one is answered */
+static size_t slice_in = SYNC_SLICE, slice_out = SYNC_SLICE; /* this phase's */
+static uv_idle_t pump_idle; /* keeps the loop turning while slices are due */
+static sync_t *cur_sync;    /* the pull whose SYNCREC is being stored */
+static int hint_due;        /* a pull stored records: hint the neighbours */
 
 static void pconn_close(pconn_t *pc, const char *why);
 static void schedule_redial(link_t *l);
 static void on_redial(uv_timer_t *t);
+static void sync_issue(pconn_t *pc);
+static int sync_due(const pconn_t *pc);
+static size_t unsent(const pconn_t *pc);
+static size_t sync_bound(void);
+static void parse_frames(pconn_t *pc);
 
 const peer_stats_t *peer_stats(void) {
   return &stats;
@@ -285,7 +362,37 @@ static void on_written(wqueue_t *q, int status) {
 /* Encrypts what is pending and hands the wire bytes to the kernel; a link
  * whose unsent output passes peer_out_max (a neighbour that does not read)
  * is dropped: redialled, it catches up by reconciliation. */
+static void on_pump_idle(uv_idle_t *h) {} /* the flush phases do the work */
+
+/* A slice of reconciliation per loop phase: held input first (answers),
+ * then the pulls' next requests. */
+static void sync_pump(void) {
+  pconn_t *next;
+  for (pconn_t *pc = conns; pc; pc = next) {
+    next = pc->next;
+    if (pc->closing || !pc->verified) continue;
+    if (pc->held) parse_frames(pc);
+    if (!pc->closing && pc->active) sync_issue(pc);
+  }
+}
+
+/* The loop must not sleep while a slice is due: input held only by the
+ * slice, or a pull with requests to send. */
+static void sync_schedule(void) {
+  int due = 0;
+  for (pconn_t *pc = conns; pc && !due; pc = pc->next)
+    if (!pc->closing && pc->verified)
+      due = (pc->held && unsent(pc) < sync_bound()) ||
+            (pc->active && sync_due(pc));
+  if (due)
+    uv_idle_start(&pump_idle, on_pump_idle);
+  else
+    uv_idle_stop(&pump_idle);
+}
+
 void peer_flush_all(void) {
+  slice_in = slice_out = SYNC_SLICE;
+  sync_pump();
   while (dirty) {
     pconn_t *pc = dirty;
     dirty = pc->dirty_next;
@@ -304,17 +411,18 @@ void peer_flush_all(void) {
       pconn_close(pc, uv_strerror(n));
       continue;
     }
-    size_t unsent = pc->out.len + wqueue_pending(&pc->wq);
-    if (unsent > cfg->peer_out_max) {
+    size_t left = unsent(pc);
+    if (left > cfg->peer_out_max) {
       stats.out_drops++;
       log_warn(
           "link %s (%s): %zu bytes unsent, over limits.peer_out_max "
           "(%zu): dropped, to be redialled",
-          pc->link ? pc->link->srv->name : "?", pc->addr, unsent,
+          pc->link ? pc->link->srv->name : "?", pc->addr, left,
           cfg->peer_out_max);
       pconn_close(pc, "output over peer_out_max");
     }
   }
+  if (started) sync_schedule();
 }
 
 /* ---- link state ---------------------------------------------------------- */
@@ -349,23 +457,359 @@ static void call_on_link(link_t *l, int up) {
   script_run(L, push_on_link, &e, 0, "on_link");
 }
 
-static void send_sums(pconn_t *pc, int level, uint32_t index) {
-  buf_t *b = obuf(pc);
-  size_t before = b->len;
-  size_t at = frame_begin(b, F_SUMS);
+/* ---- reconciliation (see the header) ------------------------------------ */
+
+static size_t unsent(const pconn_t *pc) {
+  return pc->out.len + wqueue_pending(&pc->wq);
+}
+
+/* Sync output waits while a link holds this much unsent, so floods (which
+ * never wait) keep room under peer_out_max. */
+static size_t sync_bound(void) {
+  size_t b = cfg->peer_out_max / 8;
+  return b < 256 * 1024 ? b : 256 * 1024;
+}
+
+static int out_blocked(const pconn_t *pc) {
+  return slice_out == 0 || unsent(pc) >= sync_bound();
+}
+
+static void sync_sent(pconn_t *pc, size_t bytes) {
+  stats.sync_bytes_out += bytes;
+  slice_out = slice_out > bytes ? slice_out - bytes : 0;
+  sent(pc, bytes);
+}
+
+static void node_push(node_list_t *l, int level, uint32_t index,
+                      uint64_t theirs) {
+  if (l->n == l->cap) {
+    l->cap = l->cap ? 2 * l->cap : 64;
+    l->v = xrealloc(l->v, l->cap * sizeof *l->v);
+  }
+  l->v[l->n++] = (sync_node_t){theirs, index, (uint8_t)level};
+}
+
+static int leaf_is_busy(uint32_t leaf) {
+  return leaf_busy[leaf / 8] >> (leaf % 8) & 1;
+}
+
+static void leaf_set_busy(uint32_t leaf, int on) {
+  if (on) {
+    leaf_busy[leaf / 8] |= (uint8_t)(1u << (leaf % 8));
+  } else {
+    leaf_busy[leaf / 8] &= (uint8_t) ~(1u << (leaf % 8));
+    busy_epoch++;
+  }
+}
+
+static size_t kid_frame(buf_t *b, int type) {
+  size_t at = frame_begin(b, type);
   buf_append(b, tree_kid, KEY_ID_LEN);
+  return at;
+}
+
+static void send_sums_req(pconn_t *pc, int level, uint32_t index) {
+  buf_t *b = obuf(pc);
+  size_t at = kid_frame(b, F_SUMS_REQ);
   uint8_t lv = (uint8_t)level;
   buf_append(b, &lv, 1);
+  put_u32(b, index);
+  frame_end(b, at);
+  sync_sent(pc, b->len - at);
+}
+
+/* Asks for the records of leaf whose digests this server lacks. */
+static void send_leaf_req(pconn_t *pc, uint32_t leaf) {
+  buf_t *b = obuf(pc);
+  size_t at = kid_frame(b, F_LEAF);
+  put_u32(b, leaf);
+  uint8_t flags = 0;
+  buf_append(b, &flags, 1);
+  size_t count_at = b->len;
+  put_u16(b, 0);
+  uint16_t count = 0;
+  /* A leaf too big for one frame lists what fits; the rest comes back
+   * as stale copies, which cost traffic, not correctness. */
+  for (const store_rec_t *r = store_leaf(leaf);
+       r && count < 65535 && b->len - at + 16 <= cfg->peer_max_frame;
+       r = r->leaf_next, count++)
+    put_u64(b, r->digest);
+  b->data[count_at] = (char)(count >> 8);
+  b->data[count_at + 1] = (char)count;
+  frame_end(b, at);
+  sync_sent(pc, b->len - at);
+}
+
+static void sync_start(pconn_t *pc) {
+  sync_t *s = &pc->sync;
+  if (s->state != SYNC_IDLE) {
+    s->again = 1;
+    return;
+  }
+  s->state = SYNC_RUNNING;
+  s->again = 0;
+  s->stored = s->refused = 0;
+  s->todo.n = s->deferred.n = 0;
+  node_push(&s->todo, 0, 0, 0);
+  stats.reconciles++;
+}
+
+/* Gives up the pull's leaves; answers still on their way are counted
+ * off (DRAINING) before the next pull starts. */
+static void sync_abort(pconn_t *pc) {
+  sync_t *s = &pc->sync;
+  for (int i = 0; i < s->ninflight; i++)
+    leaf_set_busy(s->inflight[i], 0);
+  s->ninflight = 0;
+  s->todo.n = s->deferred.n = 0;
+  if (s->state == SYNC_RUNNING)
+    s->state = s->outstanding ? SYNC_DRAINING : SYNC_IDLE;
+  if (s->state == SYNC_IDLE && s->again) sync_start(pc);
+}
+
+static void set_diverged(sync_t *s, uint64_t n) {
+  stats.records_diverged = stats.records_diverged - s->diverged + n;
+  s->diverged = n;
+}
+
+static void send_hint(pconn_t *pc) {
+  buf_t *b = obuf(pc);
+  size_t at = frame_begin(b, F_HINT);
+  frame_end(b, at);
+  sync_sent(pc, b->len - at);
+}
+
+/* Once no pull of this server runs any more and one stored records, every
+ * neighbour is hinted to pull. Waiting for the last pull keeps a joiner
+ * from having a holder walk its half-filled tree. */
+static void hint_if_idle(void) {
+  if (!hint_due) return;
+  for (int i = 0; i < nlinks; i++)
+    if (links[i].active && links[i].active->sync.state != SYNC_IDLE) return;
+  hint_due = 0;
+  for (int i = 0; i < nlinks; i++)
+    if (links[i].active) send_hint(links[i].active);
+}
+
+/* unchanged: both trees are as when the last pull ended with refusals. */
+static void sync_finish(pconn_t *pc, int unchanged) {
+  sync_t *s = &pc->sync;
+  const char *name = pc->link->srv->name;
+  s->state = SYNC_IDLE;
+  if (!unchanged && s->refused) {
+    if (!s->diverged)
+      log_warn(
+          "reconciliation with %s: %llu records it holds refused, store "
+          "full (limits.max_records = %zu); counted in records_diverged, "
+          "not asked for again until either store changes",
+          name, (unsigned long long)s->refused, cfg->max_records);
+    set_diverged(s, s->refused);
+    s->full_known = 1;
+    s->full_theirs = s->root_theirs;
+    s->full_mine = store_node(0, 0);
+  } else if (!unchanged && s->diverged) {
+    log_info("reconciliation with %s: no record refused any more", name);
+    set_diverged(s, 0);
+    s->full_known = 0;
+  }
+  if (s->again) sync_start(pc);
+  hint_if_idle();
+}
+
+/* Sends the pull's next requests, within its window and the link's bound. */
+static void sync_issue(pconn_t *pc) {
+  sync_t *s = &pc->sync;
+  while (s->state == SYNC_RUNNING && s->outstanding < SYNC_WINDOW &&
+         !out_blocked(pc)) {
+    if (!s->todo.n) {
+      if (!s->deferred.n || s->deferred_epoch == busy_epoch) break;
+      node_list_t t = s->todo; /* retry the deferred leaves */
+      s->todo = s->deferred;
+      s->deferred = t;
+      continue;
+    }
+    sync_node_t nd = s->todo.v[--s->todo.n];
+    /* Another pull may have brought this node level with theirs. */
+    if (nd.level && store_node(nd.level, nd.index) == nd.theirs) continue;
+    if (nd.level == STORE_DEPTH) {
+      if (leaf_is_busy(nd.index)) {
+        node_push(&s->deferred, nd.level, nd.index, nd.theirs);
+        s->deferred_epoch = busy_epoch;
+        continue;
+      }
+      leaf_set_busy(nd.index, 1);
+      s->inflight[s->ninflight++] = nd.index;
+      send_leaf_req(pc, nd.index);
+    } else {
+      send_sums_req(pc, nd.level, nd.index);
+    }
+    s->outstanding++;
+  }
+  if (s->state == SYNC_RUNNING && !s->outstanding && !s->todo.n &&
+      !s->deferred.n)
+    sync_finish(pc, 0);
+}
+
+/* Whether sync_issue has something to do now. */
+static int sync_due(const pconn_t *pc) {
+  const sync_t *s = &pc->sync;
+  if (s->state != SYNC_RUNNING || unsent(pc) >= sync_bound()) return 0;
+  if (!s->outstanding && !s->todo.n && !s->deferred.n) return 1;
+  return s->outstanding < SYNC_WINDOW &&
+         (s->todo.n || (s->deferred.n && s->deferred_epoch != busy_epoch));
+}
+
+/* An answer arrived: one request fewer outstanding. 0 if the answer is
+ * for the running pull, -1 if it is to be ignored. */
+static int sync_answered(pconn_t *pc, const uint8_t *kid) {
+  sync_t *s = &pc->sync;
+  if (s->state == SYNC_IDLE || !s->outstanding) return -1; /* unasked */
+  s->outstanding--;
+  if (s->state == SYNC_DRAINING) {
+    if (!s->outstanding) {
+      s->state = SYNC_IDLE;
+      if (s->again) sync_start(pc);
+      hint_if_idle();
+    }
+    return -1;
+  }
+  if (memcmp(kid, tree_kid, KEY_ID_LEN) != 0) { /* keys converging */
+    sync_abort(pc);
+    return -1;
+  }
+  return 0;
+}
+
+static const siphash_key_t zero_key;
+
+/* SUMS: the neighbour's child sums of a node this pull asked for. */
+static int on_sums(pconn_t *pc, reader_t *r) {
+  const uint8_t *kid = take(r, KEY_ID_LEN);
+  uint8_t level = take_u8(r);
+  uint32_t index = take_u32(r);
+  const uint8_t *sums = take(r, 8 * STORE_FANOUT);
+  uint32_t width = 1;
+  for (int i = 0; i < level && i < STORE_DEPTH; i++)
+    width *= STORE_FANOUT;
+  if (r->bad || r->left || level >= STORE_DEPTH || index >= width) return -1;
+  if (sync_answered(pc, kid) < 0) return 0;
+  sync_t *s = &pc->sync;
+  if (level == 0) {
+    s->root_theirs = siphash13(&zero_key, sums, 8 * STORE_FANOUT);
+    if (s->full_known && s->root_theirs == s->full_theirs &&
+        store_node(0, 0) == s->full_mine && !s->outstanding) {
+      sync_finish(pc, 1);
+      return 0;
+    }
+  }
+  for (uint32_t c = 0; c < STORE_FANOUT; c++) {
+    uint32_t child = index * STORE_FANOUT + c;
+    uint64_t theirs = get_u64(sums + 8 * c);
+    /* 0: they hold nothing there (every digest is odd, so a sum of
+     * records is 0 only for an empty node, or with odds of 2^-63). */
+    if (!theirs || store_node(level + 1, child) == theirs) continue;
+    if (s->todo.n >= SYNC_STACK_MAX) {
+      sync_abort(pc);
+      return 0;
+    }
+    node_push(&s->todo, level + 1, child, theirs);
+  }
+  return 0;
+}
+
+/* DONE: every record of a leaf this pull asked for has been sent. */
+static int on_done(pconn_t *pc, reader_t *r) {
+  const uint8_t *kid = take(r, KEY_ID_LEN);
+  uint32_t leaf = take_u32(r);
+  if (r->bad || r->left || leaf >= STORE_LEAVES) return -1;
+  sync_t *s = &pc->sync;
+  for (int i = 0; i < s->ninflight; i++)
+    if (s->inflight[i] == leaf) {
+      s->inflight[i] = s->inflight[--s->ninflight];
+      leaf_set_busy(leaf, 0);
+      break;
+    }
+  sync_answered(pc, kid);
+  return 0;
+}
+
+/* SUMS_REQ: answered with this server's child sums (under its own key id;
+ * a puller under another key gives up). 1: held (output over the bound). */
+static int on_sums_req(pconn_t *pc, reader_t *r) {
+  take(r, KEY_ID_LEN);
+  uint8_t level = take_u8(r);
+  uint32_t index = take_u32(r);
+  uint32_t width = 1;
+  for (int i = 0; i < level && i < STORE_DEPTH; i++)
+    width *= STORE_FANOUT;
+  if (r->bad || r->left || level >= STORE_DEPTH || index >= width) return -1;
+  buf_t *b = obuf(pc);
+  if (level == 0 && pc->sync.state == SYNC_RUNNING && pc->sync.stored) {
+    size_t at = kid_frame(b, F_BUSY);
+    frame_end(b, at);
+    sync_sent(pc, b->len - at);
+    return 0;
+  }
+  size_t at = kid_frame(b, F_SUMS);
+  buf_append(b, &level, 1);
   put_u32(b, index);
   for (uint32_t c = 0; c < STORE_FANOUT; c++)
     put_u64(b, store_node(level + 1, index * STORE_FANOUT + c));
   frame_end(b, at);
-  stats.sync_bytes_out += b->len - before;
-  sent(pc, b->len - before);
+  sync_sent(pc, b->len - at);
+  return 0;
 }
 
-static int initiates_sync(const link_t *l) {
-  return strcmp(self_name, l->srv->name) < 0;
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void send_syncrec(pconn_t *pc, const store_rec_t *rec) {
+  buf_t *b = obuf(pc);
+  size_t before = b->len;
+  encode_record(b, rec);
+  b->data[before + 5] = F_SYNCREC;
+  stats.records_out++;
+  sync_sent(pc, b->len - before);
+}
+
+/* LEAF: the records of the leaf whose digests the puller does not list,
+ * then DONE. */
+static int on_leaf(pconn_t *pc, reader_t *r) {
+  const uint8_t *kid = take(r, KEY_ID_LEN);
+  uint32_t leaf = take_u32(r);
+  take_u8(r); /* flags, none yet */
+  uint16_t count = take_u16(r);
+  if (r->bad || leaf >= STORE_LEAVES || (size_t)count * 8 != r->left) return -1;
+  if (memcmp(kid, tree_kid, KEY_ID_LEN) == 0) {
+    uint64_t *have = xmalloc((count ? count : 1) * sizeof *have);
+    for (uint16_t i = 0; i < count; i++)
+      have[i] = take_u64(r);
+    qsort(have, count, sizeof *have, cmp_u64);
+    for (const store_rec_t *rec = store_leaf(leaf); rec; rec = rec->leaf_next)
+      if (!bsearch(&rec->digest, have, count, sizeof *have, cmp_u64))
+        send_syncrec(pc, rec);
+    free(have);
+  }
+  buf_t *b = obuf(pc);
+  size_t at = kid_frame(b, F_DONE);
+  put_u32(b, leaf);
+  frame_end(b, at);
+  sync_sent(pc, b->len - at);
+  return 0;
+}
+
+/* A pull's state goes with its connection; its leaves are freed at once. */
+static void sync_free(pconn_t *pc) {
+  sync_t *s = &pc->sync;
+  s->again = 0;
+  sync_abort(pc);
+  s->state = SYNC_IDLE;
+  set_diverged(s, 0);
+  free(s->todo.v);
+  free(s->deferred.v);
+  memset(s, 0, sizeof *s);
 }
 
 static void send_treekey(pconn_t *pc) {
@@ -408,11 +852,16 @@ static int on_treekey(pconn_t *pc, reader_t *r) {
   hex(tree_kid, KEY_ID_LEN, id);
   log_info("reconciliation key: adopted %s's (key id %s), a smaller one",
            pc->link->srv->name, id);
+  /* Every pull under the old key is void: start again, and have every
+   * neighbour pull too. */
   for (int i = 0; i < nlinks; i++) {
     pconn_t *o = links[i].active;
     if (!o) continue;
     if (o != pc) send_treekey(o);
-    if (initiates_sync(o->link)) send_sums(o, 0, 0);
+    send_hint(o);
+    o->sync.again = 1; /* restarts it now, or once its answers are in */
+    sync_abort(o);
+    if (o->sync.state == SYNC_IDLE) sync_start(o);
   }
   return 0;
 }
@@ -457,10 +906,7 @@ static void link_up(pconn_t *pc) {
   log_info("link %s up (%s, %s, %s)", l->srv->name, pc->addr,
            pc->outbound ? "dialled" : "accepted", how);
   send_treekey(pc); /* before any SUMS, so a greater key is replaced first */
-  if (initiates_sync(l)) {
-    stats.reconciles++;
-    send_sums(pc, 0, 0);
-  }
+  sync_start(pc);
   l->replacing = 0;
   call_on_link(l, 1);
 }
@@ -491,6 +937,7 @@ static void close_conn(pconn_t *pc, const char *why, int may_replace) {
       *p = pc->next;
       break;
     }
+  sync_free(pc);
   link_t *l = pc->link;
   if (l && pc->active) {
     l->active = NULL;
@@ -585,7 +1032,9 @@ static int push_on_record(lua_State *L, void *ud) {
   return 5;
 }
 
-static int on_record(pconn_t *pc, reader_t *r) {
+/* sync: a record sent by reconciliation, stored for the pull (counted
+ * there) and not flooded. */
+static int on_record(pconn_t *pc, reader_t *r, int sync) {
   int64_t sec = (int64_t)take_u64(r);
   int32_t nsec = (int32_t)take_u32(r);
   uint16_t cn = take_u16(r);
@@ -604,12 +1053,14 @@ static int on_record(pconn_t *pc, reader_t *r) {
   }
   lua_State *L = script_current();
   script_push_hook(L, HOOK_ON_RECORD);
+  cur_sync = sync ? &pc->sync : NULL;
   if (lua_tocfunction(L, -1) == peer_l_accept_record) {
     /* The built-in rule, with no script around it: no Lua at all. */
     lua_pop(L, 1);
     const char *err;
     peer_accept_record(pc->link->srv->name, (const char *)client, cn, sec, nsec,
                        (const char *)line, ln, &err);
+    cur_sync = NULL;
     return 0;
   }
   lua_pop(L, 1);
@@ -621,121 +1072,7 @@ static int on_record(pconn_t *pc, reader_t *r) {
                      (const char *)line,
                      ln};
   script_run(L, push_on_record, &a, 0, "on_record");
-  return 0;
-}
-
-static void send_leaf(pconn_t *pc, uint32_t leaf, int want_reply) {
-  buf_t *b = obuf(pc);
-  size_t before = b->len;
-  size_t at = frame_begin(b, F_LEAF);
-  buf_append(b, tree_kid, KEY_ID_LEN);
-  put_u32(b, leaf);
-  uint8_t w = (uint8_t)want_reply;
-  buf_append(b, &w, 1);
-  size_t count_at = b->len;
-  put_u16(b, 0);
-  uint16_t count = 0;
-  for (const store_rec_t *r = store_leaf(leaf); r && count < 65535;
-       r = r->leaf_next) {
-    if (b->len - at + 32 + r->client_len > cfg->peer_max_frame) break;
-    put_u16(b, r->client_len);
-    buf_append(b, STORE_CLIENT(r), r->client_len);
-    put_u64(b, (uint64_t)r->sec);
-    put_u32(b, (uint32_t)r->nsec);
-    put_u64(b, r->digest);
-    count++;
-  }
-  b->data[count_at] = (char)(count >> 8);
-  b->data[count_at + 1] = (char)count;
-  frame_end(b, at);
-  stats.sync_bytes_out += b->len - before;
-  sent(pc, b->len - before);
-}
-
-static int on_sums(pconn_t *pc, reader_t *r) {
-  const uint8_t *kid = take(r, KEY_ID_LEN);
-  uint8_t level = take_u8(r);
-  uint32_t index = take_u32(r);
-  const uint8_t *sums = take(r, 8 * STORE_FANOUT);
-  uint32_t width = 1;
-  for (int i = 0; i < level; i++)
-    width *= STORE_FANOUT;
-  if (r->bad || level >= STORE_DEPTH || index >= width) return -1;
-  if (memcmp(kid, tree_kid, KEY_ID_LEN) != 0) return 0; /* keys converging */
-  for (uint32_t c = 0; c < STORE_FANOUT; c++) {
-    uint32_t child = index * STORE_FANOUT + c;
-    if (store_node(level + 1, child) == get_u64(sums + 8 * c)) continue;
-    if (level + 1 == STORE_DEPTH)
-      send_leaf(pc, child, 1);
-    else
-      send_sums(pc, level + 1, child);
-  }
-  return 0;
-}
-
-static void send_rec(pconn_t *pc, const store_rec_t *rec) {
-  buf_t *b = obuf(pc);
-  size_t before = b->len;
-  encode_record(b, rec);
-  stats.records_out++;
-  stats.sync_bytes_out += b->len - before;
-  sent(pc, b->len - before);
-}
-
-static int on_leaf(pconn_t *pc, reader_t *r) {
-  const uint8_t *kid = take(r, KEY_ID_LEN);
-  uint32_t leaf = take_u32(r);
-  uint8_t want = take_u8(r);
-  uint16_t count = take_u16(r);
-  /* Every entry takes at least 22 bytes: check before allocating. */
-  if (r->bad || leaf >= STORE_LEAVES || (size_t)count * 22 > r->left) return -1;
-  /* Their entries, checked and kept as pointers into the frame. */
-  typedef struct {
-    const char *client;
-    uint16_t len;
-    int64_t sec;
-    int32_t nsec;
-    uint64_t digest;
-  } entry_t;
-  entry_t *e = xcalloc(count ? count : 1, sizeof *e);
-  for (uint16_t i = 0; i < count; i++) {
-    e[i].len = take_u16(r);
-    e[i].client = (const char *)take(r, e[i].len);
-    e[i].sec = (int64_t)take_u64(r);
-    e[i].nsec = (int32_t)take_u32(r);
-    e[i].digest = take_u64(r);
-  }
-  if (r->bad) {
-    free(e);
-    return -1;
-  }
-  if (memcmp(kid, tree_kid, KEY_ID_LEN) != 0) { /* keys converging */
-    free(e);
-    return 0;
-  }
-  /* Send what they lack or hold older; ties with different digests go
-   * both ways and on_record settles them by the fixed rule. */
-  for (const store_rec_t *rec = store_leaf(leaf); rec; rec = rec->leaf_next) {
-    const entry_t *match = NULL;
-    for (uint16_t i = 0; i < count && !match; i++)
-      if (e[i].len == rec->client_len &&
-          memcmp(e[i].client, STORE_CLIENT(rec), e[i].len) == 0)
-        match = &e[i];
-    if (match && match->digest == rec->digest) continue;
-    if (!match || rec->sec > match->sec ||
-        (rec->sec == match->sec && rec->nsec >= match->nsec))
-      send_rec(pc, rec);
-  }
-  int they_have_more = 0;
-  for (uint16_t i = 0; i < count && !they_have_more; i++) {
-    const store_rec_t *mine = store_get(e[i].client, e[i].len);
-    they_have_more =
-        !mine || (mine->digest != e[i].digest &&
-                  (e[i].sec > mine->sec ||
-                   (e[i].sec == mine->sec && e[i].nsec >= mine->nsec)));
-  }
-  free(e);
-  if (want && they_have_more) send_leaf(pc, leaf, 0);
+  cur_sync = NULL;
   return 0;
 }
 
@@ -747,6 +1084,9 @@ static int handle_frame(pconn_t *pc, const uint8_t *p, size_t len) {
   }
   int type = p[1];
   reader_t r = {p + 2, len - 2, 0};
+  /* A request waits while the link's output is over the bound. */
+  if (pc->verified && (type == F_SUMS_REQ || type == F_LEAF) && out_blocked(pc))
+    return 1;
   stats.frames_in++;
   stats.bytes_in += len + 4;
   pc->last_rx = uv_now(loop);
@@ -754,11 +1094,29 @@ static int handle_frame(pconn_t *pc, const uint8_t *p, size_t len) {
   if (!pc->verified) return type == F_HELLO && !tls_ctx ? on_hello(pc, &r) : -1;
   switch (type) {
     case F_RECORD:
-      return on_record(pc, &r);
+      return on_record(pc, &r, 0);
+    case F_SYNCREC:
+      return on_record(pc, &r, 1);
     case F_SUMS:
       return on_sums(pc, &r);
+    case F_SUMS_REQ:
+      return on_sums_req(pc, &r);
     case F_LEAF:
       return on_leaf(pc, &r);
+    case F_DONE:
+      return on_done(pc, &r);
+    case F_BUSY: {
+      const uint8_t *kid = take(&r, KEY_ID_LEN);
+      if (r.bad || r.left) return -1;
+      /* It takes records from this server and hints when done. */
+      if (sync_answered(pc, kid) == 0 && !pc->sync.outstanding)
+        sync_finish(pc, 1);
+      return 0;
+    }
+    case F_HINT:
+      if (r.left) return -1;
+      sync_start(pc);
+      return 0;
     case F_PING: {
       buf_t *b = obuf(pc);
       size_t at = frame_begin(b, F_PONG);
@@ -872,9 +1230,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   parse_frames(pc);
 }
 
+/* Handles the frames read, within this phase's slice; what is left (the
+ * slice is spent, or a request waits for the output to drain) stays in
+ * `in`, held, for sync_pump. */
 static void parse_frames(pconn_t *pc) {
   size_t off = 0;
+  pc->held = 0;
   while (!pc->closing && pc->in.len - off >= 4) {
+    if (pc->verified && !slice_in) {
+      pc->held = 1;
+      break;
+    }
     const uint8_t *p = (const uint8_t *)pc->in.data + off;
     uint32_t len = get_u32(p);
     size_t max = pc->verified ? cfg->peer_max_frame : PREAUTH_MAX_FRAME;
@@ -887,7 +1253,8 @@ static void parse_frames(pconn_t *pc) {
       buf_reserve(&pc->in, 4 + (size_t)len);
       break;
     }
-    if (handle_frame(pc, p + 4, len) < 0) {
+    int rc = handle_frame(pc, p + 4, len);
+    if (rc < 0) {
       if (!pc->closing) {
         if (pc->verified)
           log_warn("link %s: malformed frame, link closed",
@@ -896,7 +1263,12 @@ static void parse_frames(pconn_t *pc) {
       }
       return;
     }
+    if (rc > 0) {
+      pc->held = 1;
+      break;
+    }
     off += 4 + (size_t)len;
+    slice_in = slice_in > 4 + (size_t)len ? slice_in - 4 - len : 0;
   }
   buf_consume(&pc->in, off);
 }
@@ -1167,7 +1539,7 @@ static void on_tick(uv_timer_t *t) {
       frame_end(b, at);
       sent(pc, 6);
     }
-    if (sync && initiates_sync(pc->link)) send_sums(pc, 0, 0);
+    if (sync && pc->sync.state == SYNC_IDLE) sync_start(pc);
   }
 }
 
@@ -1348,6 +1720,7 @@ int peer_start(uv_loop_t *l, const config_t *c, int self, const int *neighbours,
   }
   uv_timer_init(loop, &ticker);
   uv_timer_start(&ticker, on_tick, TICK_MS, TICK_MS);
+  uv_idle_init(loop, &pump_idle);
   last_sync = uv_now(loop);
   started = 1;
   for (int i = 0; i < n; i++)
@@ -1366,6 +1739,7 @@ void peer_shutdown(void) {
     uv_close((uv_handle_t *)&links[i].redial, NULL);
   }
   uv_close((uv_handle_t *)&ticker, NULL);
+  uv_close((uv_handle_t *)&pump_idle, NULL);
   uv_close((uv_handle_t *)&listener, NULL);
 }
 
@@ -1385,6 +1759,11 @@ int peer_accept_record(const char *from, const char *client, size_t cn,
     uint64_t now = loop ? uv_now(loop) : 0; /* no loop under --check */
     *err = store_refusal(stored);
     stats.records_refused++;
+    /* A pull counts its refusals and logs them once (sync_finish). */
+    if (cur_sync && stored == STORE_FULL) {
+      cur_sync->refused++;
+      return -1;
+    }
     if (stored == STORE_FULL && !log_limit_due(&full, now, &held)) return -1;
     char more[64] = "";
     if (stored == STORE_FULL)
@@ -1393,7 +1772,11 @@ int peer_accept_record(const char *from, const char *client, size_t cn,
              client, from ? " from " : "", from ? from : "", *err, more);
     return -1;
   }
-  if (stored) peer_flood(client, cn, from);
+  if (stored && cur_sync) {
+    cur_sync->stored++; /* not flooded: the pull hints instead */
+    hint_due = 1;
+  } else if (stored)
+    peer_flood(client, cn, from);
   return stored;
 }
 

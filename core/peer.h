@@ -4,8 +4,9 @@
  * accepted in, deduplicated, redialled with backoff and jitter), their TLS
  * 1.3 trust (herd-secret PSK or certificates, through core/tls.c), the
  * admission of unauthenticated connections, the framed peer wire format,
- * flooding of records, and reconciliation of the record store when a
- * link comes up (a walk down the store's hash tree). Records that arrive go
+ * flooding of records, and reconciliation of the record store (each side
+ * pulls what it lacks down the store's hash tree, in bounded slices with
+ * flow control, when a link comes up and periodically). Records that arrive go
  * to the scripts' on_record hook, which is the built-in rule
  * (peer_accept_record, in C) unless a script replaces or wraps it. */
 #ifndef HERD_PEER_H
@@ -22,7 +23,8 @@ typedef struct peer_stats {
   uint64_t frames_in, frames_out, bytes_in, bytes_out, records_in, records_out,
       records_stale, records_flooded, records_refused, auth_failures, links_up,
       reconciles, sync_bytes_out, out_drops, handshakes_evicted,
-      handshake_timeouts, peers_refused;
+      handshake_timeouts, peers_refused,
+      records_diverged; /* a gauge: refused as full at the last pulls */
 } peer_stats_t;
 
 /* Sets the reconciliation tree's first key (derived from the first secret,

@@ -503,6 +503,25 @@ FIGS = [
     Fig("s_rec", "RSS bytes per stored record, state_dir (1M)", "B", "lower", "< 2× without"),
     Fig("f_hs", "peer link handshake, median of the herd's links (ms)", "ms", "lower", "printed"),
 ]
+# Catch-up: an empty server joins holders of N records (tests/tools/catchup.py),
+# an IAMAT probe every 1 ms at every server; N = 1M (--quick: 50k), and 5M.
+CATCHUP = [(1, "c1", "1 holder"), (2, "c2", "2 holders")]
+for _size, _tag in ((1, ""), (5, "_5m")):
+    for _h, _k, _what in CATCHUP:
+        _n = "%dM catch-up, %s" % (_size, _what)
+        FIGS += [
+            Fig(_k + _tag + "_s", _n + ": seconds to agree", "s", "lower",
+                "< 3 s" if _h == 2 and not _tag else "printed"),
+            Fig(_k + _tag + "_rx", _n + ": records received (M)", "M", "lower",
+                "< 1.2 M" if _h == 2 and not _tag else "printed"),
+            Fig(_k + _tag + "_hp99", _n + ": probe p99 at holders (ms)", "ms", "lower", "< 5 ms"),
+            Fig(_k + _tag + "_hmax", _n + ": probe max at holders (ms)", "ms", "lower", "< 20 ms"),
+            Fig(_k + _tag + "_jp99", _n + ": probe p99 at joiner (ms)", "ms", "lower", "< 5 ms"),
+            Fig(_k + _tag + "_jmax", _n + ": probe max at joiner (ms)", "ms", "lower", "< 20 ms"),
+            Fig(_k + _tag + "_mem", _n + ": holder RSS growth (MB)", "MB", "lower", "printed"),
+        ]
+CATCHUP_FIGS = [f.key for f in FIGS if f.key[:2] in ("c1", "c2")]
+CATCHUP_TOOL = os.path.join(ROOT, "tests", "tools", "catchup.py")
 FIG = {f.key: f for f in FIGS}
 GROUPS = [  # figure groups, in the order they run (the time budget cuts the last); --groups picks some
     ("start", ["start"]),
@@ -514,6 +533,7 @@ GROUPS = [  # figure groups, in the order they run (the time budget cuts the las
     ("records", ["m_rec"]),
     ("growth", ["g_max", "g_p99"]),
     ("state", ["s_start", "s_w99", "s_w99n", "s_rec"]),
+    ("catchup", CATCHUP_FIGS),
 ]
 
 
@@ -970,6 +990,49 @@ class Bench:
         except NA as e:
             self.mark_na(figs, sysk, str(e))
 
+    def fig_catchup(self, s, sysk):
+        # an empty server catching up with holders, probed at every server
+        if sysk != "herd":
+            self.mark_na(CATCHUP_FIGS, sysk, "herd only")
+            return
+        sizes = [(self.records, "")] + ([] if self.quick else [(5000000, "_5m")])
+        for n, tag in sizes:
+            for holders, k, _ in CATCHUP:
+                figs = [f for f in CATCHUP_FIGS if f.startswith(k + tag + "_") and
+                        (tag or "_5m" not in f)]
+                reps = self.reps if not tag else 1
+                try:
+                    for _ in range(reps):
+                        if self.time_left() < (60 if not tag else 180):
+                            raise NA("time budget (--budget) too short")
+                        base = self.ports.take(3)[0]
+                        cmd = [PY, CATCHUP_TOOL, "--herd", s.BIN, "--records", str(n),
+                               "--holders", str(holders), "--port", str(base),
+                               "--timeout", "120"]
+                        r = subprocess.run(cmd, capture_output=True, timeout=900,
+                                           stdin=subprocess.DEVNULL)
+                        out = r.stdout.decode(errors="replace").strip()
+                        if self.rawlog:
+                            self.rawlog.write("# %s\n%s\n" % (" ".join(cmd), out))
+                            self.rawlog.flush()
+                        if r.returncode != 0 or not out:
+                            raise NA("catchup.py failed: %s" % r.stderr.decode(errors="replace")[-200:])
+                        res = json.loads(out.splitlines()[-1])
+                        if res["seconds"] is None or not res["agree"]:
+                            raise NA("the joiner did not catch up within 120 s")
+                        hs = [v for name, v in res["probes"].items() if name != "J"]
+                        self.record(k + tag + "_s", sysk, res["seconds"])
+                        self.record(k + tag + "_rx", sysk, res["received"] / 1e6)
+                        self.record(k + tag + "_hp99", sysk, max(p["p99"] for p in hs))
+                        self.record(k + tag + "_hmax", sysk, max(p["max"] for p in hs))
+                        self.record(k + tag + "_jp99", sysk, res["probes"]["J"]["p99"])
+                        self.record(k + tag + "_jmax", sysk, res["probes"]["J"]["max"])
+                        self.record(k + tag + "_mem", sysk, max(res["growth_mb"].values()))
+                except NA as e:
+                    self.mark_na(figs, sysk, str(e))
+                except subprocess.TimeoutExpired:
+                    self.mark_na(figs, sysk, "catchup.py timed out")
+
     def fig_state(self, s, sysk):
         # state on disk: loading 1M records, serving while writing them, memory
         figs = ["s_start", "s_w99", "s_w99n", "s_rec"]
@@ -1310,6 +1373,18 @@ def target_status(fig, vals, rats):
     if k == "g_max":
         return "met" if h < 5 else "NOT met"
     if k == "start":
+        return "met" if h < 20 else "NOT met"
+    if k == "s_start":
+        return "met" if h < 1000 else "NOT met"
+    if k == "s_w99":
+        return "met" if h < 5000 else "NOT met"
+    if k == "c2_s":
+        return "met" if h < 3 else "NOT met"
+    if k == "c2_rx":
+        return "met" if h < 1.2 else "NOT met"
+    if k[:2] in ("c1", "c2") and k.endswith("p99"):
+        return "met" if h < 5 else "NOT met"
+    if k[:2] in ("c1", "c2") and k.endswith("max"):
         return "met" if h < 20 else "NOT met"
     return ""
 

@@ -2,9 +2,9 @@
  * peer connection through the real reader (on_read: length checks before
  * allocation, frame reassembly across reads) into handle_frame and every
  * frame parser: the insecure HELLO before a link is up, RECORD (through the
- * on_record script hook into the store and flooding), SUMS and LEAF
- * (reconciliation against the store), PING and PONG after it. Replies go
- * out through a socketpair.
+ * on_record script hook into the store and flooding), the reconciliation
+ * frames (SUMS_REQ, SUMS, LEAF, DONE, SYNCREC, HINT against the store), PING
+ * and PONG after it. Replies go out through a socketpair.
  *
  * Input: byte 0 bit 0 set = the link is already up (TLS is OpenSSL's and
  * is not fuzzed here: the frames inside it are the herd's surface, and
@@ -67,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (authed) {
     pc->link = &links[0];
     pc->verified = 1;
-    link_up(pc); /* sends SUMS (F < P), calls on_link */
+    link_up(pc); /* sends TREEKEY, starts a pull, calls on_link */
   }
 
   size_t off = 0;

@@ -36,7 +36,8 @@ do -- more replies than out_pause (1024 in the target) from one read
 end
 
 -- Peer: byte 0 bit 0 = authenticated, bits 1-7 = read size.
-local function frame(t, payload) return string.pack(">I4BB", #payload + 2, 1, t) .. payload end
+local function frame(t, payload) return string.pack(">I4BB", #payload + 2, 2, t) .. payload end
+local KID = "\0\0\0\0" -- the tree key's id (an insecure herd's key is zeros; any id parses)
 local function record(client, sec, nsec, line)
   return frame(3, string.pack(">i8i4s2s2", sec, nsec, client, line))
 end
@@ -44,12 +45,16 @@ local rec = record("kiwi", 1621464827, 959498503,
   "AT P +0.263873386 kiwi +34.068930-118.445127 1621464827.959498503")
 write("peer", "records", L(1 + 2 * 127) .. rec .. record("b", 5, 0, "AT P +1.000000000 b +1+1 5.0")
   .. frame(6, "") .. frame(7, ""))
+-- Reconciliation: requests (SUMS_REQ 9, LEAF 5), answers (SUMS 4, SYNCREC 11,
+-- DONE 10) and a HINT (12).
 write("peer", "sums", L(1 + 2 * 127) .. rec ..
-  frame(4, string.pack(">BI4", 0, 0) .. string.rep("\0", 8 * 32)) ..
-  frame(4, string.pack(">BI4", 2, 1000) .. string.rep("\1", 8 * 32)))
+  frame(9, KID .. string.pack(">BI4", 0, 0)) .. frame(9, KID .. string.pack(">BI4", 2, 1000)) ..
+  frame(4, KID .. string.pack(">BI4", 0, 0) .. string.rep("\0", 8 * 32)) ..
+  frame(4, KID .. string.pack(">BI4", 2, 1000) .. string.rep("\1", 8 * 32)) .. frame(12, ""))
 write("peer", "leaf", L(1 + 2 * 127) .. rec ..
-  frame(5, string.pack(">I4BI2", 7, 1, 2) .. string.pack(">s2i8i4I8", "kiwi", 1, 2, 3) ..
-    string.pack(">s2i8i4I8", "zz", 9, 9, 9)) .. frame(5, string.pack(">I4BI2", 0, 0, 0)))
+  frame(5, KID .. string.pack(">I4BI2", 7, 0, 2) .. string.pack(">I8I8", 3, 9)) ..
+  frame(5, KID .. string.pack(">I4BI2", 0, 0, 0)) .. frame(10, KID .. string.pack(">I4", 7)) ..
+  frame(11, string.pack(">i8i4s2s2", 5, 0, "b", "AT P +1.000000000 b +1+1 5.0")))
 write("peer", "split", L(1 + 2 * 3) .. rec .. rec)
 write("peer", "hello", L(0 + 2 * 127) .. frame(1, "\1P" .. string.rep("n", 32)) ..
   frame(2, string.rep("m", 32)))

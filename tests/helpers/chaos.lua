@@ -218,11 +218,13 @@ end
 
 -- ---- the peer wire format (see the header of core/peer.c) ------------------
 
-M.F = { HELLO = 1, RECORD = 3, SUMS = 4, LEAF = 5, PING = 6, PONG = 7, TREEKEY = 8 }
+M.F = { HELLO = 1, RECORD = 3, SUMS = 4, LEAF = 5, PING = 6, PONG = 7, TREEKEY = 8,
+  SUMS_REQ = 9, DONE = 10, SYNCREC = 11, HINT = 12, BUSY = 13 }
+M.VERSION = 2
 
 function M.frame(ftype, payload, version)
   payload = payload or ""
-  return string.pack(">I4BB", #payload + 2, version or 1, ftype) .. payload
+  return string.pack(">I4BB", #payload + 2, version or M.VERSION, ftype) .. payload
 end
 
 -- Reads one frame: type, payload; or nil, err.
