@@ -7,7 +7,9 @@
 --   * every relative link of the docs reaches a file, and every #anchor a
 --     heading of that file (GitHub's slugs);
 --   * the README's sample session, run against the example herd, gets the
---     replies the README shows (free ports).
+--     replies the README shows (free ports);
+--   * every spec the docs name as proof (`x_spec`, "test name") exists and
+--     has a test of that name (busted --list).
 local herd = require "helpers.herd"
 local lfs = require "lfs"
 
@@ -122,6 +124,41 @@ local function sample_session()
   end
   assert(#steps >= 2, "the session has fewer than two commands")
   return steps
+end
+
+-- Every test busted knows, as one line of normalized text per spec file
+-- name ("x_spec" -> its full test names).
+local function test_names()
+  local names = {}
+  for _, run in ipairs({ "default", "chaos" }) do
+    local p = assert(io.popen("busted --run=" .. run .. " --list 2>&1"))
+    for file, name in p:read("a"):gmatch("([^\n]-)%.lua:%d+: ([^\n]*)") do
+      local spec = file:match("([%w_]+_spec)$")
+      if spec then names[spec] = (names[spec] or "") .. "\n" .. name:gsub("%s+", " ") end
+    end
+    p:close()
+  end
+  return names
+end
+
+-- What the docs' citations of tests get wrong: `x_spec` or
+-- `path/x_spec.lua`, optionally followed by , "the test's name" (cut at
+-- a "...").
+local function wrong_citations(file, names)
+  local text, bad = read(file), {}
+  for pos, token in text:gmatch("()`([^`\n]+)`") do
+    local spec = token:match("^[%w_/%.]-([%w_]+_spec)%.lua$") or token:match("^([%w_]+_spec)$")
+    if spec then
+      local quoted = text:match('^%s*,%s*"([^"]+)"', pos + #token + 2)
+      local want = quoted and (quoted:gsub("%.%.%..*$", ""):gsub("….*$", ""):gsub("%s+", " "):gsub("^ ", ""):gsub(" $", ""))
+      if not names[spec] then
+        bad[#bad + 1] = file .. ": " .. spec .. " is no spec busted knows"
+      elseif want and want ~= "" and not names[spec]:find(want, 1, true) then
+        bad[#bad + 1] = file .. ": " .. spec .. " has no test \"" .. want .. "\""
+      end
+    end
+  end
+  return bad
 end
 
 local DIFF = "^[+-]%d+%.%d%d%d%d%d%d%d%d%d$"
@@ -242,6 +279,16 @@ describe("the docs #integration", function()
     assert.is_true(#files >= 12, "only " .. #files .. " Markdown files found")
     for _, file in ipairs(files) do
       for _, msg in ipairs(broken_links(file, anchors_of)) do bad[#bad + 1] = msg end
+    end
+    assert.same({}, bad)
+  end)
+
+  it("name as proof only specs and tests that exist", function()
+    local names, bad, specs = test_names(), {}, 0
+    for _ in pairs(names) do specs = specs + 1 end
+    assert.is_true(specs >= 40, "busted --list gave " .. specs .. " spec files")
+    for _, file in ipairs(doc_files()) do
+      for _, msg in ipairs(wrong_citations(file, names)) do bad[#bad + 1] = msg end
     end
     assert.same({}, bad)
   end)
