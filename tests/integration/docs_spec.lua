@@ -142,14 +142,14 @@ local function test_names()
 end
 
 -- What the docs' citations of tests get wrong: `x_spec` or
--- `path/x_spec.lua`, optionally followed by , "the test's name" (cut at
+-- `path/x_spec.lua`, optionally followed by [,] "the test's name" (cut at
 -- a "...").
 local function wrong_citations(file, names)
   local text, bad = read(file), {}
   for pos, token in text:gmatch("()`([^`\n]+)`") do
     local spec = token:match("^[%w_/%.]-([%w_]+_spec)%.lua$") or token:match("^([%w_]+_spec)$")
     if spec then
-      local quoted = text:match('^%s*,%s*"([^"]+)"', pos + #token + 2)
+      local quoted = text:match('^%s*,?%s*"([^"]+)"', pos + #token + 2)
       local want = quoted and (quoted:gsub("%.%.%..*$", ""):gsub("….*$", ""):gsub("%s+", " "):gsub("^ ", ""):gsub(" $", ""))
       if not names[spec] then
         bad[#bad + 1] = file .. ": " .. spec .. " is no spec busted knows"
