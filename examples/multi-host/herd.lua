@@ -11,20 +11,20 @@
 --   port       12001/tcp  CLIENTS. Expose this one: the only port clients
 --                         use (IAMAT, WHATSAT, ...).
 --   peer_port  13001/tcp  PEERS. Keep it private: allow it only from the
---                         other herd machines (their `host` below). Peers
---                         prove they hold the secret when a link comes up,
---                         but the traffic after that is neither encrypted
---                         nor signed frame by frame: keep it on a network
---                         you trust, or inside a VPN.
+--                         other herd machines (their `host` below). Links
+--                         are TLS 1.3 keyed by the herd secret, so nobody
+--                         without it can join, read or alter them; a
+--                         firewall still keeps strangers off the port.
 --   admin socket          ADMIN. A Unix socket (mode 0600), never on the
 --                         network: `herd ctl` on the machine itself, as the
 --                         user the server runs as (or root).
 --
--- `host` is an IP address (v4 or v6), not a host name: the server binds
--- both its client and its peer port to it, and its neighbours dial
--- host:peer_port. Clients on another network reach the client port through
--- a load balancer or port forward to host:port, or give each machine an
--- address both clients and peers can reach and firewall peer_port.
+-- `host` is an IP address (v4 or v6) here; a DNS name also works (resolved
+-- at start-up to bind, and at each dial). The server binds both its client
+-- and its peer port to it, and its neighbours dial host:peer_port.
+-- Clients on another network reach the client port through a load
+-- balancer or port forward to host:port, or give each machine an address
+-- both clients and peers can reach and firewall peer_port.
 return {
   servers = {
     Riley    = { host = "10.0.0.11", port = 12001, peer_port = 13001 },

@@ -9,11 +9,12 @@
 --             "Campbell", "Bernard" } },   -- a ring in this order
 --   scripts = { "protocol", "ring.lua" },  -- instead of "topology"
 --
--- The rule is read by the neighbours hook, which the core calls once at
+-- The rule is read by the neighbours hook, which the core calls at
 -- start-up (and for every server under --check). Links come from the
--- start-up answer: a reload runs the new script but keeps the links, so a
--- change of rule needs a restart of every server (each one computes its
--- own neighbours, and a link is up only when both ends agree on it).
+-- start-up answer: a reload calls the new script only to compare, keeps
+-- the links and warns when they would change, so a change of rule needs a
+-- restart of every server (each one computes its own neighbours, and a
+-- link is up only when both ends agree on it).
 --
 -- Loaded after the built-in topology script (scripts = { "protocol",
 -- "topology", "ring.lua" }), a `links` list is still handed on to it: the

@@ -8,11 +8,13 @@ local function mode(path)
 end
 
 describe("server logs #integration", function()
-  it("are 0640 in a 0750 directory herd creates; an existing directory keeps its mode", function()
+  it("are 0640 in a 0750 directory herd creates, the admin socket 0600; an existing directory keeps its mode", function()
     local h = herd.start({ servers = { A = { port = 13401 } } })
     finally(function() h:stop() end)
     assert.equal("750", mode(h.conf.log_dir))
     assert.equal("640", mode(h.conf.log_dir .. "/A.log"))
+    -- The admin socket beside it answers herd ctl: its owner only.
+    assert.equal("600", mode(h.conf.log_dir .. "/A.sock"))
     local dir = herd.tmpdir()
     os.execute("chmod 755 " .. dir)
     local h2 = herd.start({ servers = { B = { port = 13402 } }, log_dir = dir })
