@@ -20,6 +20,7 @@
 #include "log.h"
 #include "lua_core.h"
 #include "places.h"
+#include "records.h"
 #include "script.h"
 #include "store.h"
 
@@ -54,6 +55,7 @@ static void fz_start(const char *limits) {
 
   fz_loop = uv_default_loop();
   lua_core_init(fz_loop, "F");
+  records_init(NULL); /* takes the records the peer target feeds in */
   if (store_init() < 0) fz_die("store_init", "RAND_bytes");
   script_limits_t none = {0, 0};
   fz_L = script_open(&none, script_dir(), NULL, err, sizeof err);
