@@ -1,5 +1,5 @@
--- iamat: "IAMAT <client> <location> <time>" -> "AT <server> <diff> <client>
--- <location> <time>". The reply echoes the operands byte for byte; an IAMAT
+-- iamat: the IAMAT command, answered with the record it makes (an AT line,
+-- whose layout is records.lua's). The reply echoes the operands; an IAMAT
 -- older than the stored record is answered but changes nothing, and so is
 -- one that repeats the stored report (same time and location), whichever
 -- server took it first: resending a report never starts a flood.
