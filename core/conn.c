@@ -15,7 +15,7 @@
 #include "buf.h"
 #include "idmap.h"
 #include "log.h"
-#include "metrics.h"
+#include "hist.h"
 #include "script.h"
 #include "state.h"
 #include "wqueue.h"
@@ -34,7 +34,7 @@ typedef struct slot {
   struct conn *conn;
   uint64_t token;   /* nonzero while registered for conn_answer */
   uint64_t started; /* uv_hrtime when its line was read (timed: metrics) */
-  int timed;        /* 1 + metrics_hist_t of its command, or 0 */
+  int timed;        /* 1 + hist_kind_t of its command, or 0 */
   int ready;
   buf_t text;
 } slot_t;
@@ -198,10 +198,10 @@ static int timed_command(const char *line, size_t len) {
   }
   if (len > 5 && memcmp(line, "IAMAT", 5) == 0 && line[5] &&
       strchr(ws, line[5]))
-    return 1 + METRICS_IAMAT;
+    return 1 + HIST_IAMAT;
   if (len > 7 && memcmp(line, "WHATSAT", 7) == 0 && line[7] &&
       strchr(ws, line[7]))
-    return 1 + METRICS_WHATSAT;
+    return 1 + HIST_WHATSAT;
   return 0;
 }
 
@@ -246,7 +246,7 @@ static void handle_line(conn_t *c, const char *line, size_t len) {
     deferred->started = started;
     deferred->timed = timed;
   } else if (timed) {
-    metrics_observe((metrics_hist_t)(timed - 1), uv_hrtime() - started);
+    hist_observe((hist_kind_t)(timed - 1), uv_hrtime() - started);
   }
 }
 
@@ -785,7 +785,7 @@ int conn_answer(uint64_t token, const char *data, size_t len) {
   s->token = 0;
   s->ready = 1;
   if (s->timed)
-    metrics_observe((metrics_hist_t)(s->timed - 1), uv_hrtime() - s->started);
+    hist_observe((hist_kind_t)(s->timed - 1), uv_hrtime() - s->started);
   buf_append(&s->text, data, len);
   drain_slots(s->conn);
   return 0;

@@ -25,7 +25,7 @@
 #include "buf.h"
 #include "idmap.h"
 #include "log.h"
-#include "metrics.h"
+#include "hist.h"
 #include "script.h"
 
 #ifndef HERD_VERSION
@@ -92,7 +92,7 @@ void http_get_stats(http_stats_t *out) {
 
 static void count_done(const http_req_t *r) {
   uint64_t ns = uv_hrtime() - r->started, us = ns / 1000;
-  metrics_observe(METRICS_HTTP, ns);
+  hist_observe(HIST_HTTP, ns);
   H.stats.completed++;
   if (r->result != CURLE_OK || r->too_big) H.stats.failed++;
   H.stats.latency_us_total += us;

@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "peer.h"
 #include "places.h"
+#include "records.h"
 #include "script.h"
 #include "store.h"
 
@@ -279,20 +280,6 @@ static int l_links(lua_State *L) {
   return 1;
 }
 
-static uint64_t reloads, reload_failures;
-
-void lua_core_count_reload(int ok) {
-  if (ok)
-    reloads++;
-  else
-    reload_failures++;
-}
-
-void lua_core_reloads(uint64_t *ok, uint64_t *failed) {
-  *ok = reloads;
-  *failed = reload_failures;
-}
-
 /* The list lives in metrics.c, which /metrics prints too. */
 int lua_core_stats(lua_State *L) {
   metrics_push_stats(L);
@@ -312,7 +299,7 @@ int luaopen_core(lua_State *L) {
                                  {"every", l_every},
                                  {"cancel", l_cancel},
                                  {"flood", l_flood},
-                                 {"accept_record", peer_l_accept_record},
+                                 {"accept_record", records_l_accept},
                                  {"links", l_links},
                                  {"stats", lua_core_stats},
                                  {NULL, NULL}};

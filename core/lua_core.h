@@ -16,10 +16,6 @@ void lua_core_cancel_timers(lua_State *L);
 void lua_core_retire(lua_State *L);
 /* core.stats (a lua_CFunction): pushes the table of counters. */
 int lua_core_stats(lua_State *L);
-/* Counts a reload for the stats. */
-void lua_core_count_reload(int ok);
-/* Reloads counted so far, that succeeded and that were refused. */
-void lua_core_reloads(uint64_t *ok, uint64_t *failed);
 /* Timers still pending in L. */
 int lua_core_timer_count(lua_State *L);
 

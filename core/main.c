@@ -22,6 +22,7 @@
 #include "metrics.h"
 #include "peer.h"
 #include "places.h"
+#include "records.h"
 #include "script.h"
 #include "state.h"
 #include "store.h"
@@ -476,7 +477,7 @@ static int reload(char *msg, size_t n) {
   config_t fresh;
   lua_State *L = load_all(&opts, &fresh, err, sizeof err);
   if (!L) {
-    lua_core_count_reload(0);
+    metrics_count_reload(0);
     log_error("reload failed, the running scripts stay: %s", err);
     snprintf(msg, n, "%s", err);
     return -1;
@@ -499,7 +500,7 @@ static int reload(char *msg, size_t n) {
   retired = xrealloc(retired, sizeof *retired * (size_t)(nretired + 1));
   retired[nretired++] = old;
   script_set_current(L);
-  lua_core_count_reload(1);
+  metrics_count_reload(1);
   log_info("scripts reloaded: %s", script_versions(L));
   if (script_push_hook(L, HOOK_ON_START) == 0) script_call(L, 0, 0, "on_start");
   lua_core_retire(old);
@@ -662,6 +663,7 @@ int main(int argc, char **argv) {
   const config_server_t *me = &server_cfg.servers[self_idx];
   /* The client port opens last: whoever sees it accept can use the admin
    * socket and find the HTTP engine ready. */
+  records_init(loop); /* before any link can hand it a record */
   if (client_tls(&server_cfg, self_idx, &client_tls_ctx, err, sizeof err) < 0 ||
       admin_start(loop, admin_sock, reload, err, sizeof err) < 0 ||
       http_init(loop, err, sizeof err) < 0 ||

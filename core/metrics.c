@@ -7,10 +7,11 @@
 #include <string.h>
 
 #include "conn.h"
+#include "hist.h"
 #include "http.h"
 #include "log.h"
-#include "lua_core.h"
 #include "peer.h"
+#include "records.h"
 #include "script.h"
 #include "state.h"
 #include "store.h"
@@ -78,9 +79,9 @@ enum { COUNTER, GAUGE };
     p->records_flooded)                                                       \
   X(records_refused, COUNTER,                                                 \
     "Records refused by the store (too long, or a new client when full).",    \
-    p->records_refused)                                                       \
+    r->refused)                                                               \
   X(peer_records_stale, COUNTER,                                              \
-    "Records from peers no newer than the stored one.", p->records_stale)     \
+    "Records from peers no newer than the stored one.", r->stale)             \
   X(peer_auth_failures, COUNTER,                                              \
     "Peer connections that failed to "                                        \
     "authenticate.",                                                          \
@@ -137,19 +138,27 @@ static const struct {
 };
 #define NSTATS (sizeof stats / sizeof stats[0])
 
+static uint64_t reloads_ok, reloads_failed;
+
 static void collect(uint64_t *out) {
   const conn_stats_t *c = conn_stats();
   const peer_stats_t *p = peer_stats();
+  const records_stats_t *r = records_stats();
   const state_stats_t *st = state_stats();
   http_stats_t h;
   http_get_stats(&h);
-  uint64_t reloads_ok, reloads_failed;
-  lua_core_reloads(&reloads_ok, &reloads_failed);
   lua_State *L = script_current();
   size_t i = 0;
 #define X(name, kind, help, value) out[i++] = (uint64_t)(value);
   HERD_STATS(X)
 #undef X
+}
+
+void metrics_count_reload(int ok) {
+  if (ok)
+    reloads_ok++;
+  else
+    reloads_failed++;
 }
 
 void metrics_push_stats(lua_State *L) {
@@ -164,30 +173,9 @@ void metrics_push_stats(lua_State *L) {
 
 /* ---- histograms ---- */
 
-/* 50 µs to 10 s, in the usual 1-2.5-5 steps; the text is what /metrics
- * prints as le. */
-static const struct {
-  uint64_t ns;
-  const char *le;
-} bounds[] = {
-    {50000, "5e-05"},   {100000, "0.0001"},   {250000, "0.00025"},
-    {500000, "0.0005"}, {1000000, "0.001"},   {2500000, "0.0025"},
-    {5000000, "0.005"}, {10000000, "0.01"},   {25000000, "0.025"},
-    {50000000, "0.05"}, {100000000, "0.1"},   {250000000, "0.25"},
-    {500000000, "0.5"}, {1000000000, "1"},    {2500000000u, "2.5"},
-    {5000000000u, "5"}, {10000000000u, "10"},
-};
-#define NBOUNDS (sizeof bounds / sizeof bounds[0])
-
-typedef struct hist {
-  uint64_t bucket[NBOUNDS + 1]; /* per bucket, not cumulative; last: +Inf */
-  uint64_t count, sum_ns;
-} hist_t;
-
-static hist_t hists[METRICS_NHIST];
 static const struct {
   const char *name, *help;
-} hist_defs[METRICS_NHIST] = {
+} hist_defs[HIST_N] = {
     {"herd_iamat_seconds",
      "IAMAT service time: from the line read to its reply given."},
     {"herd_whatsat_seconds",
@@ -197,16 +185,6 @@ static const struct {
      "HTTP request latency (the places provider's, for the built-in "
      "scripts): from the request to its completion, failures included."},
 };
-
-void metrics_observe(metrics_hist_t which, uint64_t ns) {
-  hist_t *h = &hists[which];
-  size_t i = 0;
-  while (i < NBOUNDS && ns > bounds[i].ns)
-    i++;
-  h->bucket[i]++;
-  h->count++;
-  h->sum_ns += ns;
-}
 
 /* ---- rendering ---- */
 
@@ -294,9 +272,9 @@ static void render_hist(buf_t *b, const hist_t *h, const char *name,
                         const char *help) {
   family(b, name, "histogram", help);
   uint64_t cum = 0;
-  for (size_t i = 0; i < NBOUNDS; i++) {
+  for (size_t i = 0; i < HIST_NBOUNDS; i++) {
     cum += h->bucket[i];
-    appendf(b, "%s_bucket{le=\"%s\"} %llu\n", name, bounds[i].le,
+    appendf(b, "%s_bucket{le=\"%s\"} %llu\n", name, hist_bounds[i].le,
             (unsigned long long)cum);
   }
   appendf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name,
@@ -330,8 +308,9 @@ void metrics_render(buf_t *b) {
     appendf(b, "%s %llu\n", name, (unsigned long long)v[i]);
   }
   render_links(b);
-  for (int i = 0; i < METRICS_NHIST; i++)
-    render_hist(b, &hists[i], hist_defs[i].name, hist_defs[i].help);
+  for (int i = 0; i < HIST_N; i++)
+    render_hist(b, hist_get((hist_kind_t)i), hist_defs[i].name,
+                hist_defs[i].help);
 }
 
 /* ---- the HTTP listener ---- */

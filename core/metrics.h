@@ -1,10 +1,10 @@
 /* metrics: the server's counters and the Prometheus endpoint.
  * Owns the one list of stats (name, counter or gauge, help text, where the
  * value comes from) that both core.stats (so `herd ctl stats`) and
- * GET /metrics print, so the two cannot drift; the service-time
- * histograms; and the optional HTTP listener on metrics_port with its
- * connections. The listener answers GET /metrics in the Prometheus text
- * format 0.0.4 and 404 to anything else, one response per connection, on
+ * GET /metrics print, so the two cannot drift (the service-time
+ * histograms are core/hist.c's); and the optional HTTP listener on metrics_port
+ * with its connections. The listener answers GET /metrics in the Prometheus
+ * text format 0.0.4 and 404 to anything else, one response per connection, on
  * the server's loop: a response is rendered in one pass over counters
  * (no I/O, no Lua), requests are capped in size, connections in number
  * and in lifetime, so a hostile scraper costs a bounded amount and never
@@ -23,15 +23,8 @@
 #define METRICS_MAX_CONNS 8       /* scrapers at once; more are closed */
 #define METRICS_LIFETIME_MS 10000 /* request in and response out by then */
 
-typedef enum metrics_hist {
-  METRICS_IAMAT,   /* an IAMAT line: read to reply given */
-  METRICS_WHATSAT, /* a WHATSAT line: read to reply given (provider incl.) */
-  METRICS_HTTP,    /* a core.http request: started to completed */
-  METRICS_NHIST
-} metrics_hist_t;
-
-/* Counts one duration in a histogram. */
-void metrics_observe(metrics_hist_t h, uint64_t ns);
+/* Counts a script reload that succeeded (ok) or was refused. */
+void metrics_count_reload(int ok);
 /* Pushes { name = value } for every stat (core.stats). */
 void metrics_push_stats(lua_State *L);
 /* Appends the /metrics text for this server to out. */

@@ -70,7 +70,6 @@
 #include "script.h"
 #include "siphash.h"
 #include "store.h"
-#include "textlib.h"
 #include "tls.h"
 #include "wqueue.h"
 
@@ -203,7 +202,6 @@ static uint8_t leaf_busy[STORE_LEAVES / 8]; /* leaves some pull is asking */
 static uint64_t busy_epoch;                 /* bumped when one is answered */
 static size_t slice_in = SYNC_SLICE, slice_out = SYNC_SLICE; /* this phase's */
 static uv_idle_t pump_idle; /* keeps the loop turning while slices are due */
-static sync_t *cur_sync;    /* the pull whose SYNCREC is being stored */
 static int hint_due;        /* a pull stored records: hint the neighbours */
 
 static void pconn_close(pconn_t *pc, const char *why);
@@ -1010,30 +1008,14 @@ static int on_hello(pconn_t *pc, reader_t *r) {
   return 0;
 }
 
-typedef struct record_args {
-  const char *from, *client;
-  size_t cn;
-  int64_t sec;
-  int32_t nsec;
-  const char *line;
-  size_t ln;
-} record_args_t;
+static peer_record_fn record_handler;
 
-/* on_record(from, client, sec, nsec, line), pushed inside the protected
- * call (script_run). */
-static int push_on_record(lua_State *L, void *ud) {
-  const record_args_t *a = ud;
-  script_push_hook(L, HOOK_ON_RECORD);
-  lua_pushstring(L, a->from);
-  lua_pushlstring(L, a->client, a->cn);
-  lua_pushinteger(L, a->sec);
-  lua_pushinteger(L, a->nsec);
-  lua_pushlstring(L, a->line, a->ln);
-  return 5;
+void peer_set_record_handler(peer_record_fn fn) {
+  record_handler = fn;
 }
 
 /* sync: a record sent by reconciliation, stored for the pull (counted
- * there) and not flooded. */
+ * there) and not flooded. The record goes up to the handler (records.c). */
 static int on_record(pconn_t *pc, reader_t *r, int sync) {
   int64_t sec = (int64_t)take_u64(r);
   int32_t nsec = (int32_t)take_u32(r);
@@ -1043,36 +1025,15 @@ static int on_record(pconn_t *pc, reader_t *r, int sync) {
   const uint8_t *line = take(r, ln);
   if (r->bad || cn == 0 || ln == 0 || nsec < 0 || nsec > 999999999) return -1;
   stats.records_in++;
-  /* A record no newer than the stored one could never be stored (the store
-   * keeps only newer ones), so it skips Lua: in a meshed herd about half of
-   * all receptions are such echoes of a flood. */
-  const store_rec_t *cur = store_get((const char *)client, cn);
-  if (cur && store_compare(sec, nsec, (const char *)line, ln, cur) <= 0) {
-    stats.records_stale++;
-    return 0;
+  if (!record_handler) return 0;
+  peer_tally_t tally = {0, 0};
+  record_handler(pc->link->srv->name, (const char *)client, cn, sec, nsec,
+                 (const char *)line, ln, sync ? &tally : NULL);
+  if (sync) {
+    pc->sync.stored += tally.stored;
+    pc->sync.refused += tally.refused;
+    if (tally.stored) hint_due = 1; /* not flooded: the pull hints instead */
   }
-  lua_State *L = script_current();
-  script_push_hook(L, HOOK_ON_RECORD);
-  cur_sync = sync ? &pc->sync : NULL;
-  if (lua_tocfunction(L, -1) == peer_l_accept_record) {
-    /* The built-in rule, with no script around it: no Lua at all. */
-    lua_pop(L, 1);
-    const char *err;
-    peer_accept_record(pc->link->srv->name, (const char *)client, cn, sec, nsec,
-                       (const char *)line, ln, &err);
-    cur_sync = NULL;
-    return 0;
-  }
-  lua_pop(L, 1);
-  record_args_t a = {pc->link->srv->name,
-                     (const char *)client,
-                     cn,
-                     sec,
-                     nsec,
-                     (const char *)line,
-                     ln};
-  script_run(L, push_on_record, &a, 0, "on_record");
-  cur_sync = NULL;
   return 0;
 }
 
@@ -1741,63 +1702,6 @@ void peer_shutdown(void) {
   uv_close((uv_handle_t *)&ticker, NULL);
   uv_close((uv_handle_t *)&pump_idle, NULL);
   uv_close((uv_handle_t *)&listener, NULL);
-}
-
-int peer_accept_record(const char *from, const char *client, size_t cn,
-                       int64_t sec, int32_t nsec, const char *line, size_t ln,
-                       const char **err) {
-  if (from && (*err = textlib_check_at(line, ln, client, cn, sec, nsec))) {
-    log_warn("record from %s dropped: %s", from, *err);
-    return -1;
-  }
-  int stored = store_put(client, cn, sec, nsec, line, ln);
-  if (stored < 0) {
-    /* A full store refuses every new client, and a bigger herd's
-     * reconciliation may offer thousands at once: one line a second. */
-    static log_limit_t full;
-    unsigned long held = 0;
-    uint64_t now = loop ? uv_now(loop) : 0; /* no loop under --check */
-    *err = store_refusal(stored);
-    stats.records_refused++;
-    /* A pull counts its refusals and logs them once (sync_finish). */
-    if (cur_sync && stored == STORE_FULL) {
-      cur_sync->refused++;
-      return -1;
-    }
-    if (stored == STORE_FULL && !log_limit_due(&full, now, &held)) return -1;
-    char more[64] = "";
-    if (stored == STORE_FULL)
-      snprintf(more, sizeof more, " (%lu more since the last line)", held);
-    log_warn("record for %.*s%s%s refused: %s%s", (int)(cn > 64 ? 64 : cn),
-             client, from ? " from " : "", from ? from : "", *err, more);
-    return -1;
-  }
-  if (stored && cur_sync) {
-    cur_sync->stored++; /* not flooded: the pull hints instead */
-    hint_due = 1;
-  } else if (stored)
-    peer_flood(client, cn, from);
-  return stored;
-}
-
-int peer_l_accept_record(lua_State *L) {
-  size_t cn, ln;
-  const char *from = luaL_optstring(L, 1, NULL);
-  const char *client = luaL_checklstring(L, 2, &cn);
-  lua_Integer sec = luaL_checkinteger(L, 3);
-  lua_Integer nsec = luaL_checkinteger(L, 4);
-  const char *line = luaL_checklstring(L, 5, &ln);
-  if (nsec < 0 || nsec > 999999999) luaL_argerror(L, 4, "nsec out of range");
-  const char *err;
-  int rc =
-      peer_accept_record(from, client, cn, sec, (int32_t)nsec, line, ln, &err);
-  if (rc < 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
-  }
-  lua_pushboolean(L, rc);
-  return 1;
 }
 
 int peer_flood(const char *client, size_t len, const char *except) {

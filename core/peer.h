@@ -6,9 +6,10 @@
  * admission of unauthenticated connections, the framed peer wire format,
  * flooding of records, and reconciliation of the record store (each side
  * pulls what it lacks down the store's hash tree, in bounded slices with
- * flow control, when a link comes up and periodically). Records that arrive go
- * to the scripts' on_record hook, which is the built-in rule
- * (peer_accept_record, in C) unless a script replaces or wraps it. */
+ * flow control, when a link comes up and periodically). Records that arrive
+ * are handed up to the record handler (core/records.c registers it); what
+ * a record must look like and whether it is stored is not this module's
+ * business. */
 #ifndef HERD_PEER_H
 #define HERD_PEER_H
 
@@ -21,9 +22,8 @@
 
 typedef struct peer_stats {
   uint64_t frames_in, frames_out, bytes_in, bytes_out, records_in, records_out,
-      records_stale, records_flooded, records_refused, auth_failures, links_up,
-      reconciles, sync_bytes_out, out_drops, handshakes_evicted,
-      handshake_timeouts, peers_refused,
+      records_flooded, auth_failures, links_up, reconciles, sync_bytes_out,
+      out_drops, handshakes_evicted, handshake_timeouts, peers_refused,
       records_diverged; /* a gauge: refused as full at the last pulls */
 } peer_stats_t;
 
@@ -45,21 +45,19 @@ void peer_flush_all(void);
 /* Sends the stored record of client to every live link except the one to
  * the server named except (may be NULL). Returns the number of links. */
 int peer_flood(const char *client, size_t len, const char *except);
-/* The record rule: a record from the neighbour `from` must be an AT line
- * reporting its client at its timestamp (textlib_check_at); a record of
- * this server's own (from NULL: an IAMAT's reply) is not checked. It is
- * stored if newer (store_put), then flooded to every neighbour but `from`.
- * Returns 1 stored, 0 not newer, or -1 with *err,
- * dropped or refused by the store (logged). */
-int peer_accept_record(const char *from, const char *client, size_t cn,
-                       int64_t sec, int32_t nsec, const char *line, size_t ln,
-                       const char **err);
-/* core.accept_record(from, client, sec, nsec, line) -> true (stored),
- * false (not newer) or nil, err: peer_accept_record for Lua (from nil for
- * this server's own records). The built-in scripts use it for IAMATs and
- * install it as the on_record hook; when it is the hook itself, the core
- * calls peer_accept_record without Lua. */
-int peer_l_accept_record(lua_State *L);
+/* What a reconciliation pull's records came to: stored, refused as full. */
+typedef struct peer_tally {
+  uint64_t stored, refused;
+} peer_tally_t;
+/* Takes a record a neighbour sent: from the neighbour named from, client
+ * reporting at sec.nsec, line as received; sync is NULL for a flooded
+ * record, else the tally of the pull it came by (not to be flooded). */
+typedef void (*peer_record_fn)(const char *from, const char *client, size_t cn,
+                               int64_t sec, int32_t nsec, const char *line,
+                               size_t ln, peer_tally_t *sync);
+/* Sets who takes received records (records.c); without one they are
+ * counted and dropped. */
+void peer_set_record_handler(peer_record_fn fn);
 /* Pushes { name = { state=, since_ms=, frames_in=, ... } } for the links. */
 void peer_push_links(lua_State *L);
 /* Cuts the link to name and refuses it for ms (tests, admin). */

@@ -14,7 +14,6 @@
 
 #include "buf.h"
 #include "log.h"
-#include "textlib.h"
 
 #define BUDGET_STEP 1000  /* instructions between two budget checks */
 #define WATCHDOG_US 10000 /* CPU time between two looks at the running call */
@@ -32,7 +31,8 @@
 #define MIN_CPU_MS 1000
 #endif
 
-int luaopen_core(lua_State *L); /* lua_core.c */
+int luaopen_core(lua_State *L);     /* lua_core.c */
+int luaopen_herdtext(lua_State *L); /* herdtext.c */
 
 /* Lives in the state's extra space, so every C function can reach it. */
 typedef struct script_state {

@@ -23,8 +23,8 @@ local json = require "places.json"
 local lazy = require "places.lazy"
 local common = require "places.common"
 local health = require "places.health"
-local text = require "herdtext"
-local split_fields, latlon = text.fields, text.latlon
+local records = require "records"
+local latlon = require("herdtext").latlon
 
 local M = {}
 
@@ -191,7 +191,7 @@ function M.command(conn, fields, line)
   if not radius or not bound then return invalid(line) end
   local at_line = core.store.get(fields[2])
   if not at_line then return invalid(line) end
-  local _, _, _, _, loc = split_fields(at_line, 5)
+  local loc = records.location(at_line)
   local lat, lon = latlon(loc or "")
   if not lat then return invalid(line) end
 

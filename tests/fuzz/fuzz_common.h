@@ -20,6 +20,7 @@
 #include "log.h"
 #include "lua_core.h"
 #include "places.h"
+#include "records.h"
 #include "script.h"
 #include "store.h"
 
@@ -54,7 +55,8 @@ static void fz_start(const char *limits) {
 
   fz_loop = uv_default_loop();
   lua_core_init(fz_loop, "F");
-  if (store_init() < 0) fz_die("store_init", "RAND_bytes");
+  records_init(NULL); /* takes the records the peer target feeds in */
+  if (store_init(fz_loop) < 0) fz_die("store_init", "RAND_bytes");
   script_limits_t none = {0, 0};
   fz_L = script_open(&none, script_dir(), NULL, err, sizeof err);
   if (!fz_L) fz_die("script_open", err);
@@ -92,7 +94,7 @@ static void fz_between_runs(void) {
   }
   if (++fz_runs % 5000 == 0) {
     store_free();
-    if (store_init() < 0) fz_die("store_init", "RAND_bytes");
+    if (store_init(fz_loop) < 0) fz_die("store_init", "RAND_bytes");
   }
 }
 

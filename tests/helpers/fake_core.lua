@@ -51,12 +51,13 @@ function M.new(opts)
     core.floods[#core.floods + 1] = { client = client, except = except }
     return 0
   end
-  -- The record rule of core/peer.c (tested against the real core in
+  -- The record rule of core/records.c (tested against the real core in
   -- tests/integration/records_spec.lua), on the fake store: a peer's
-  -- record is checked, this server's own (from nil) is not; stored if
-  -- newer, then flooded to all but the sender.
-  function core.accept_record(from, client, sec, nsec, line)
-    if from then
+  -- record is checked (unless checked says a script's format did), this
+  -- server's own (from nil) is not; stored if newer, then flooded to all
+  -- but the sender.
+  function core.accept_record(from, client, sec, nsec, line, checked)
+    if from and not checked then
       local ok, err = require("herdtext").at(line, client, sec, nsec)
       if not ok then
         core.warn("record from " .. from .. " dropped: " .. err)

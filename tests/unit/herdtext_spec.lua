@@ -190,3 +190,22 @@ describe("herdtext.latlon", function()
     end)
   end
 end)
+
+describe("herdtext.at_fields and same_report (the AT line's layout, core/records.c)", function()
+  local LINE = "AT Riley +0.263873386 kiwi +34.068930-118.445127 1621464827.959498503"
+  it("returns an AT line's fields after the verb", function()
+    assert.same({ "Riley", "+0.263873386", "kiwi", "+34.068930-118.445127", "1621464827.959498503" },
+      { text.at_fields(LINE .. "\n") })
+  end)
+  it("refuses a line that is not shaped as an AT line", function()
+    assert.same({ nil, "not an AT line" }, { text.at_fields("IAMAT kiwi +1+1 1") })
+    assert.same({ nil, "not an AT line" }, { text.at_fields(LINE .. " 90 1") })
+    assert.same({ nil, "not an AT line" }, { text.at_fields("AT Riley +0.1 kiwi +1+1") })
+  end)
+  it("tells the same report whichever server took it", function()
+    assert.is_true(text.same_report(LINE, "AT Bernard -2.000000000 kiwi +34.068930-118.445127 1621464827.959498503\n"))
+    assert.is_false(text.same_report(LINE, "AT Riley +0.263873386 kiwi +34.068930-118.445128 1621464827.959498503"))
+    assert.is_false(text.same_report(LINE, "AT Riley +0.263873386 kiwi +34.068930-118.445127 1621464827.95949850"))
+    assert.is_false(text.same_report(LINE, "not a record"))
+  end)
+end)
