@@ -5,7 +5,8 @@
  * errors, and at exit, so nothing is lost on SIGTERM and a busy server pays
  * one write(2) per batch, not per line or per loop turn. Before log_open and
  * for warnings and errors, lines also go to stderr, escaped as in the file.
- * Single-threaded. */
+ * Single-threaded, but for the release of written chunks from the page
+ * cache, which a thread of its own does (see log.c). */
 #ifndef HERD_LOG_H
 #define HERD_LOG_H
 

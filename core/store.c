@@ -14,18 +14,20 @@
 #include "siphash.h"
 
 /* The table grows as Redis's dict does: when it holds as many records as
- * buckets, a table twice the size is allocated and the buckets of the old
- * one are moved a few at a time (STORE_REHASH_PUT_BUCKETS per store_put,
- * at most STORE_REHASH_LOOP_US of work per loop iteration from an idle
- * handle that runs only meanwhile), never all at once: moving 4M records
- * took 2 s. During the move a record is in the old table if its old bucket
- * is at or after old_next, else in the new one, so a lookup reads one
- * chain, as always. */
-static store_rec_t **table; /* the only table, or the new one while moving */
-static size_t table_cap;    /* power of two */
-static store_rec_t **old_table;  /* NULL unless moving */
-static size_t old_cap, old_next; /* buckets below old_next are moved */
-static size_t old_unmapped;      /* bytes at the old table's start given back */
+ * buckets it doubles, and the records are moved a few buckets at a time
+ * (STORE_REHASH_PUT_BUCKETS per store_put, at most STORE_REHASH_LOOP_US of
+ * work per loop iteration from an idle handle that runs only meanwhile),
+ * never all at once: moving 4M records took 2 s. The table doubles in
+ * place (linear hashing's split): bucket i of the old size holds the
+ * records of buckets i and i + old_cap of the new one, so moving it splits
+ * its chain in two, and no second table is mapped, filled and given back.
+ * During the move a record is in bucket h & (old_cap - 1) if that bucket
+ * is at or after old_next, else in h & (table_cap - 1), so a lookup reads
+ * one chain, as always. */
+static store_rec_t **table;
+static size_t table_cap;         /* buckets in use: a power of two */
+static size_t table_mapped;      /* bytes of address space the table has */
+static size_t old_cap, old_next; /* moving: buckets below old_next are split */
 static uv_loop_t *rehash_loop;
 static uv_idle_t rehash_idle;
 static size_t count, bytes;
@@ -67,37 +69,54 @@ static uint64_t digest_of(const char *line, size_t len, int64_t sec,
   return (siphash13(&tree_key, line, len) ^ stamp) | 1;
 }
 
-/* Tables come straight from mmap: the kernel zeroes a page when it is first
- * touched, so a new table costs nothing until used, and the old one is
- * given back a slice at a time as the move passes it, not in one munmap of
- * tens of megabytes at the end (4 MB took 0.8 ms here, under strace). */
-#define TABLE_SLICE ((size_t)1 << 20) /* bytes given back at once */
+/* The table comes straight from mmap: the kernel zeroes a page when it is
+ * first touched, so buckets cost nothing until used. Its address space is
+ * reserved for the most buckets limits.max_records can need (at most
+ * TABLE_RESERVE_MAX buckets; beyond, mremap grows it), so doubling touches
+ * no page table but those of the pages it fills, and nothing is given
+ * back while the server serves: each munmap of a slice of an old table
+ * (1 MiB at a time, 64 per 5M-client load) was followed by a stall of the
+ * virtual CPU of 4-7.5 ms, one time in seven, on the test machine
+ * (docs/reliability.md). */
+#define TABLE_RESERVE_MAX ((size_t)1 << 32)
 
-static store_rec_t **table_map(size_t cap) {
-  void *p = mmap(NULL, cap * sizeof(store_rec_t *), PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) xoom(cap * sizeof(store_rec_t *));
+static size_t table_reserve(size_t cap) {
+  size_t want = 1024;
+  while (want < max_count && want < TABLE_RESERVE_MAX)
+    want *= 2;
+  return (want > cap ? want : cap) * sizeof(store_rec_t *);
+}
+
+/* A table of at least cap buckets, with room to double in place. */
+static store_rec_t **table_map(size_t cap, size_t *mapped) {
+  size_t size = table_reserve(cap);
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    size = cap * sizeof(store_rec_t *);
+    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+             -1, 0);
+  }
+  if (p == MAP_FAILED) xoom(size);
+  *mapped = size;
   return p;
 }
 
-static void table_unmap(store_rec_t **t, size_t cap) {
-  munmap(t, cap * sizeof *t);
-}
-
-static void old_table_unmap(void) {
-  size_t size = old_cap * sizeof *old_table;
-  munmap((char *)old_table + old_unmapped, size - old_unmapped);
-  old_table = NULL;
-  old_cap = old_next = old_unmapped = 0;
-}
-
-/* Gives back the slices of the old table the move has passed. */
-static void old_table_release(void) {
-  size_t passed = old_next * sizeof *old_table;
-  if (passed - old_unmapped < TABLE_SLICE) return;
-  size_t n = (passed - old_unmapped) / TABLE_SLICE * TABLE_SLICE;
-  munmap((char *)old_table + old_unmapped, n);
-  old_unmapped += n;
+/* Doubles table_cap and starts splitting the old buckets. */
+static void table_double(void) {
+  size_t need = table_cap * 2 * sizeof *table;
+  if (need > table_mapped) {
+    size_t want = table_reserve(table_cap * 2);
+    void *p = mremap(table, table_mapped, want, MREMAP_MAYMOVE);
+    if (p == MAP_FAILED && want > need)
+      p = mremap(table, table_mapped, want = need, MREMAP_MAYMOVE);
+    if (p == MAP_FAILED) xoom(need);
+    table = p;
+    table_mapped = want;
+  }
+  old_cap = table_cap;
+  old_next = 0;
+  table_cap *= 2;
 }
 
 /* When the idle handle last returned, and how long the loop did nothing
@@ -131,7 +150,7 @@ int store_init(uv_loop_t *loop) {
   memset(key, 0, sizeof key);
   tree_key = siphash_key(key);
   table_cap = 1024;
-  table = table_map(table_cap);
+  table = table_map(table_cap, &table_mapped);
   size_t n = 1;
   for (int l = 0; l <= STORE_DEPTH; l++) {
     tree[l] = xcalloc(n, sizeof *tree[l]);
@@ -180,11 +199,16 @@ static void free_chains(store_rec_t **t, size_t from, size_t to) {
   }
 }
 
+/* Buckets that may hold records: during a move, the new half's buckets
+ * past those split are still untouched pages. */
+static size_t buckets_used(void) {
+  return old_cap ? old_cap + old_next : table_cap;
+}
+
 void store_free(void) {
-  free_chains(old_table, old_next, old_cap);
-  if (old_table) old_table_unmap();
-  free_chains(table, 0, table_cap);
-  if (table) table_unmap(table, table_cap);
+  free_chains(table, 0, buckets_used());
+  if (table) munmap(table, table_mapped);
+  old_cap = old_next = table_mapped = 0;
   if (slab) munmap(slab, slab_size);
   slab = slab_next = slab_end = NULL;
   slab_size = 0;
@@ -204,7 +228,7 @@ size_t store_count(void) {
 }
 
 size_t store_bytes(void) {
-  return bytes + (table_cap + old_cap) * sizeof *table - old_unmapped;
+  return bytes + table_cap * sizeof *table;
 }
 
 uint32_t store_leaf_of(const char *client, size_t client_len) {
@@ -238,11 +262,11 @@ int store_compare(int64_t asec, int32_t ansec, const char *aline, size_t alen,
 }
 
 size_t store_rehash_pending(void) {
-  return old_table ? old_cap - old_next : 0;
+  return old_cap ? old_cap - old_next : 0;
 }
 
 static void rehash_done(void) {
-  old_table_unmap();
+  old_cap = old_next = 0;
   if (rehash_loop) uv_idle_stop(&rehash_idle);
 }
 
@@ -250,26 +274,31 @@ void store_rehash_step(size_t buckets) {
   /* Empty buckets cost a read each: at most ten per bucket moved, as in
    * Redis, so a sparse stretch cannot make one step long. */
   size_t empty_left = buckets < SIZE_MAX / 10 ? buckets * 10 : SIZE_MAX;
-  while (old_table && old_next < old_cap && buckets) {
-    store_rec_t *r = old_table[old_next++];
-    if (!r) {
-      if (--empty_left == 0) break;
-      continue;
-    }
+  while (old_cap && old_next < old_cap && buckets) {
+    size_t i = old_next++;
+    store_rec_t *r = table[i], *stay = NULL, *moved = NULL;
     while (r) {
       store_rec_t *next = r->next;
-      size_t b = bucket_hash(STORE_CLIENT(r), r->client_len) & (table_cap - 1);
-      r->next = table[b];
-      table[b] = r;
+      if (bucket_hash(STORE_CLIENT(r), r->client_len) & old_cap) {
+        r->next = moved;
+        moved = r;
+      } else {
+        r->next = stay;
+        stay = r;
+      }
       r = next;
     }
-    buckets--;
+    table[i] = stay;
+    /* Written even when empty: the new half's pages are first written,
+     * in order, never first read (a read maps the zero page, which the
+     * write after it must replace, flushing the TLB). */
+    table[i + old_cap] = moved;
+    if (stay || moved)
+      buckets--;
+    else if (--empty_left == 0)
+      break;
   }
-  if (!old_table) return;
-  if (old_next == old_cap)
-    rehash_done();
-  else
-    old_table_release();
+  if (old_cap && old_next == old_cap) rehash_done();
 }
 
 void store_rehash_run(unsigned usec) {
@@ -278,16 +307,12 @@ void store_rehash_run(unsigned usec) {
   uint64_t end = uv_hrtime() + (uint64_t)usec * 1000;
   do
     store_rehash_step(16);
-  while (old_table && uv_hrtime() < end);
+  while (old_cap && uv_hrtime() < end);
 }
 
-/* Starts moving to a table twice the size. */
+/* Starts the move to twice the buckets. */
 static void grow(void) {
-  old_table = table;
-  old_cap = table_cap;
-  old_next = old_unmapped = 0;
-  table_cap *= 2;
-  table = table_map(table_cap);
+  table_double();
   if (rehash_loop) {
     rehash_idle_end = uv_hrtime();
     uv_idle_start(&rehash_idle, on_rehash_idle);
@@ -296,9 +321,9 @@ static void grow(void) {
 
 /* The chain a client with bucket hash h is in, or goes in. */
 static store_rec_t **bucket_of(uint64_t h) {
-  if (old_table) {
+  if (old_cap) {
     size_t b = h & (old_cap - 1);
-    if (b >= old_next) return &old_table[b];
+    if (b >= old_next) return &table[b];
   }
   return &table[h & (table_cap - 1)];
 }
@@ -334,7 +359,7 @@ int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
     return -1;
   /* Before the lookup: a step moves chains, slot must point into its
    * final place. */
-  if (old_table) store_rehash_step(STORE_REHASH_PUT_BUCKETS);
+  if (old_cap) store_rehash_step(STORE_REHASH_PUT_BUCKETS);
   uint64_t h = bucket_hash(client, client_len);
   store_rec_t **slot = find_h(client, client_len, h);
   store_rec_t *old = *slot;
@@ -383,37 +408,27 @@ int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
   leaves[leaf] = r;
   tree_apply(leaf, delta);
   bytes += sizeof *r + client_len + line_len;
-  if (count > table_cap && !old_table) grow();
+  if (count > table_cap && !old_cap) grow();
   if (on_change) on_change(r);
   return 1;
 }
 
-/* Moves every record to a table of cap buckets at once: for loading,
- * before the server serves anyone, where a move in steps would only make
- * store_load look in two tables. */
+/* Grows the table to cap buckets at once: for loading, before the server
+ * serves anyone, where a move in steps would only make store_load look in
+ * two places. */
 static void rehash_now(size_t cap) {
   store_rehash_step(SIZE_MAX); /* ends a move under way */
-  store_rec_t **t = table_map(cap);
-  for (size_t i = 0; i < table_cap; i++) {
-    store_rec_t *r = table[i];
-    while (r) {
-      store_rec_t *next = r->next;
-      size_t b = bucket_hash(STORE_CLIENT(r), r->client_len) & (cap - 1);
-      r->next = t[b];
-      t[b] = r;
-      r = next;
-    }
+  while (table_cap < cap) {
+    table_double();
+    store_rehash_step(SIZE_MAX);
   }
-  table_unmap(table, table_cap);
-  table = t;
-  table_cap = cap;
 }
 
 void store_load_begin(size_t n, size_t bytes_max) {
   size_t cap = table_cap;
   while (cap < n)
     cap *= 2;
-  if (cap > table_cap || old_table) rehash_now(cap);
+  if (cap > table_cap || old_cap) rehash_now(cap);
   if (slab || !n) return;
   size_t size = (bytes_max + SLAB_ALIGN - 1) & ~(SLAB_ALIGN - 1);
   /* Reserved, not committed: only what is written becomes resident. */
@@ -517,12 +532,10 @@ const char *store_refusal(int rc) {
                           : "record too long or empty";
 }
 
-/* Every record: the old table's unmoved chains, then the new table's. */
+/* Every record, split or not yet. */
 static void each_rec(void (*fn)(store_rec_t *r, void *ud), void *ud) {
-  for (size_t i = old_next; i < old_cap; i++)
-    for (store_rec_t *r = old_table[i]; r; r = r->next)
-      fn(r, ud);
-  for (size_t i = 0; i < table_cap; i++)
+  size_t n = buckets_used();
+  for (size_t i = 0; i < n; i++)
     for (store_rec_t *r = table[i]; r; r = r->next)
       fn(r, ud);
 }

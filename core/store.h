@@ -11,10 +11,10 @@
  * random key of this process, the tree's leaves and digests with the herd's
  * shared tree key, so nobody without the keys can aim client ids at one
  * bucket or one leaf.
- * The table doubles when it holds as many records as buckets, and moves its
- * records to the new table a few buckets at a time (on each store_put, and
- * on each loop iteration from an idle handle that is active only until the
- * move is done), so growing never stalls the loop. */
+ * The table doubles in place when it holds as many records as buckets, and
+ * splits its old buckets into their new pairs a few at a time (on each
+ * store_put, and on each loop iteration from an idle handle that is active
+ * only until the move is done), so growing never stalls the loop. */
 #ifndef HERD_STORE_H
 #define HERD_STORE_H
 
@@ -100,9 +100,9 @@ int store_compare(int64_t asec, int32_t ansec, const char *aline, size_t alen,
                   const store_rec_t *b);
 /* Calls fn for every record once (order unspecified); fn must not put. */
 void store_each(void (*fn)(const store_rec_t *r, void *ud), void *ud);
-/* Buckets of the old table not yet moved (0: the table is not growing). */
+/* Buckets of the old size not yet split (0: the table is not growing). */
 size_t store_rehash_pending(void);
-/* Moves up to that many non-empty buckets of the old table (and passes at
+/* Splits up to that many non-empty buckets of the old size (and passes at
  * most ten empty ones per bucket), ending the growth when none are left. */
 void store_rehash_step(size_t buckets);
 /* Moves buckets for about usec microseconds, as the loop does each

@@ -1,9 +1,10 @@
 /* store_test: SipHash against published vectors and OpenSSL's independent
  * implementation, the store's tree key (two stores with one key agree,
  * different keys put clients in different leaves, rekeying a full store
- * equals filling it under the new key), the table's growth: while it
- * moves from the old table to the new one, every record is found, updated,
- * replaced, listed exactly once and rekeyed, new ones are added, the move
+ * equals filling it under the new key), the table's growth: it doubles in
+ * place (no second table beside the old one), and while its buckets are
+ * split every record is found, updated, replaced, listed exactly once and
+ * rekeyed, new ones are added, the move
  * ends within a bounded number of puts, and no put or loop step takes more
  * than GROWTH_MAX_CPU_MS of CPU time at any size (the old table moved every
  * record in the one put that filled it); and loading a state's records
@@ -380,8 +381,15 @@ static void growth_checks(clients_t *c, const char *what) {
    * half the clients are left to be added during it. */
   int d = doubling_below(c->n / 2);
   fresh();
-  for (int i = 0; i <= d; i++)
+  for (int i = 0; i < d; i++)
     CHECK(put_version(c, i, 1) == 1, "%s: put %d", what, i);
+  size_t before = store_bytes();
+  CHECK(put_version(c, d, 1) == 1, "%s: put %d", what, d);
+  /* The table doubles in place: d buckets more, not a second table of 2d
+   * beside the old one. */
+  CHECK(store_bytes() - before < 2 * d * sizeof(void *),
+        "%s: the doubling from %d buckets took %zu bytes", what, d,
+        store_bytes() - before);
   CHECK(store_rehash_pending() == (size_t)d,
         "%s: %d records, %zu buckets left to move, not %d", what, d + 1,
         store_rehash_pending(), d);
@@ -405,7 +413,8 @@ static void growth_checks(clients_t *c, const char *what) {
   CHECK(store_rehash_pending() > 0, "%s: the move ended too soon", what);
   check_clients(c, "puts during the move");
 
-  /* Rekeying during the move rebuilds the tree from both tables. */
+  /* Rekeying during the move rebuilds the tree from split and unsplit
+   * buckets. */
   store_set_tree_key(k1);
   CHECK(store_rehash_pending() > 0, "%s: rekeying ended the move", what);
   check_clients(c, "rekeyed during the move");
@@ -579,8 +588,8 @@ static void load_checks(int n) {
     const store_rec_t *r = store_get(client, (size_t)cn);
     CHECK(r && r->sec == 1700000000 + i, "%s lost across a load", client);
   }
-  CHECK(store_count() == (size_t)(1025 + n), "count %zu after a move and a load",
-        store_count());
+  CHECK(store_count() == (size_t)(1025 + n),
+        "count %zu after a move and a load", store_count());
   check_leaves(1025 + n);
 }
 
