@@ -264,6 +264,7 @@ static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
     close(fd);
     return CURL_SOCKET_BAD;
   }
+  sock_stop(s); /* a watch left on the number by a socket closed unseen */
   s->own = 1;
   return fd;
 }
@@ -300,7 +301,10 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
   if (what & CURL_POLL_IN) events |= UV_READABLE;
   if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
   s->parked = 0;
-  if (events != s->events) {
+  /* Only our own sockets skip the restart: any other may have been closed
+   * and its number reused without our knowing, and needs the fresh
+   * registration uv_poll_start makes. */
+  if (events != s->events || !s->own) {
     uv_poll_start(&s->poll, events, on_uv_poll);
     s->events = events;
   }
