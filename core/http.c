@@ -11,7 +11,9 @@
  * iteration's check phase, so nothing busy-loops within one pass. -1 stops
  * the timer, the timer is never repeating and never stopped on socket
  * activity, completions are drained after every curl_multi_socket_action,
- * and a poll error is passed on to curl as CURL_CSELECT_ERR. */
+ * and a poll error is passed on to curl as CURL_CSELECT_ERR. A kept
+ * connection stays in epoll between requests (http_sock_t), so a query
+ * over it costs no epoll_ctl. */
 #include "http.h"
 
 #include <curl/curl.h>
@@ -21,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "idmap.h"
@@ -54,17 +58,27 @@ typedef struct http_req {
   char errbuf[CURL_ERROR_SIZE];
 } http_req_t;
 
-/* One socket curl watches, by descriptor number. Kept, stopped, when curl
- * stops watching it (an idle connection in its cache), and started again
- * when curl watches that descriptor next (reuse of the connection, or a
- * new socket that got the number): a storm of queries over cached
- * connections then costs no uv_poll_init (two epoll_ctl calls and an
- * ioctl), uv_close and allocation per request. A stopped uv_poll_t holds
- * no epoll registration, so the number is free for any other use. Freed
- * in its close callback (fail_all, shutdown). */
+/* One socket curl watches, by descriptor number, kept for the descriptor's
+ * life: a storm of queries over cached connections then costs no
+ * uv_poll_init (two epoll_ctl calls and an ioctl), uv_close and allocation
+ * per request. Freed in its close callback (fail_all, shutdown).
+ *
+ * A connection curl opened (on_open_socket: own) stays in epoll, parked,
+ * when curl stops watching it between two requests: libuv's uv_poll_start
+ * and uv_poll_stop each cost an epoll_ctl (uv_poll_start removes the
+ * descriptor first, even to watch the same events), three a request on a
+ * kept connection. The next request's watch finds it already watched. A
+ * parked socket that wakes the loop (the server closed it) is stopped
+ * then. curl closes its connections through on_close_socket, which stops
+ * the watch before the descriptor number can be reused. Sockets curl did
+ * not open through us (a resolver's socketpair, closed without telling)
+ * are stopped at once, as before. */
 typedef struct http_sock {
   uv_poll_t poll;
   curl_socket_t fd;
+  int events; /* UV_READABLE | UV_WRITABLE watched now; 0: stopped   */
+  int parked; /* watched although curl does not: see above           */
+  int own;    /* opened by on_open_socket, closed by on_close_socket */
   struct http_sock *prev, *next;
 } http_sock_t;
 
@@ -119,6 +133,12 @@ static void req_unlink(http_req_t *r);
 
 /* ---- sockets and the timer: libcurl tells us what to watch ---- */
 
+static void sock_stop(http_sock_t *s) {
+  if (s->events) uv_poll_stop(&s->poll);
+  s->events = 0;
+  s->parked = 0;
+}
+
 static void sock_closed(uv_handle_t *h) {
   free(h->data);
 }
@@ -130,7 +150,7 @@ static void sock_close(http_sock_t *s) {
   else
     H.socks = s->next;
   if (s->next) s->next->prev = s->prev;
-  uv_poll_stop(&s->poll);
+  sock_stop(s);
   uv_close((uv_handle_t *)&s->poll, sock_closed);
 }
 
@@ -181,18 +201,6 @@ static void action(curl_socket_t fd, int flags) {
   drain();
 }
 
-static void on_uv_poll(uv_poll_t *h, int status, int events) {
-  http_sock_t *s = h->data;
-  int flags = 0;
-  if (status < 0) {
-    flags = CURL_CSELECT_ERR;
-  } else {
-    if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
-  }
-  action(s->fd, flags);
-}
-
 static void on_uv_timer(uv_timer_t *t) {
   action(CURL_SOCKET_TIMEOUT, 0);
 }
@@ -204,49 +212,102 @@ static void on_kick(uv_check_t *h) {
 
 static void on_kick_idle(uv_idle_t *h) {} /* the check handle does the work */
 
+/* The http_sock_t for descriptor fd, made when there is none. */
+static http_sock_t *sock_for(curl_socket_t fd) {
+  if ((size_t)fd >= H.nbyfd) {
+    size_t n = H.nbyfd ? H.nbyfd : 64;
+    while (n <= (size_t)fd)
+      n *= 2;
+    H.byfd = xrealloc(H.byfd, n * sizeof *H.byfd);
+    memset(H.byfd + H.nbyfd, 0, (n - H.nbyfd) * sizeof *H.byfd);
+    H.nbyfd = n;
+  }
+  if (H.byfd[fd]) return H.byfd[fd];
+  http_sock_t *s = xcalloc(1, sizeof *s);
+  int rc = uv_poll_init_socket(H.loop, &s->poll, fd);
+  if (rc < 0) {
+    log_error("http: cannot watch socket %d: %s", (int)fd, uv_strerror(rc));
+    free(s);
+    return NULL;
+  }
+  s->fd = fd;
+  s->poll.data = s;
+  H.byfd[fd] = s;
+  s->next = H.socks;
+  if (H.socks) H.socks->prev = s;
+  H.socks = s;
+  return s;
+}
+
+static void on_uv_poll(uv_poll_t *h, int status, int events) {
+  http_sock_t *s = h->data;
+  if (s->parked) { /* curl does not wait on it: the server closed it */
+    sock_stop(s);
+    return;
+  }
+  int flags = 0;
+  if (status < 0) {
+    flags = CURL_CSELECT_ERR;
+  } else {
+    if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  }
+  action(s->fd, flags);
+}
+
+static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
+                                    struct curl_sockaddr *a) {
+  curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
+  if (fd < 0) return CURL_SOCKET_BAD;
+  http_sock_t *s = sock_for(fd);
+  if (!s) {
+    close(fd);
+    return CURL_SOCKET_BAD;
+  }
+  sock_stop(s); /* a watch left on the number by a socket closed unseen */
+  s->own = 1;
+  return fd;
+}
+
+static int on_close_socket(void *clientp, curl_socket_t fd) {
+  http_sock_t *s = fd >= 0 && (size_t)fd < H.nbyfd ? H.byfd[fd] : NULL;
+  if (s) {
+    sock_stop(s); /* before the number can be reused */
+    s->own = 0;
+  }
+  return close(fd);
+}
+
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
                           void *socketp) {
   http_sock_t *s = socketp;
   if (what == CURL_POLL_REMOVE) {
     if (s) {
-      uv_poll_stop(&s->poll); /* parked: see http_sock_t */
+      if (s->own && s->events == UV_READABLE)
+        s->parked = 1;
+      else
+        sock_stop(s);
       curl_multi_assign(H.multi, fd, NULL);
     }
     return 0;
   }
-  if (!s && fd >= 0 && (size_t)fd < H.nbyfd && H.byfd[fd]) {
-    s = H.byfd[fd];
-    curl_multi_assign(H.multi, fd, s);
-  }
   if (!s) {
     if (fd < 0) return -1;
-    if ((size_t)fd >= H.nbyfd) {
-      size_t n = H.nbyfd ? H.nbyfd : 64;
-      while (n <= (size_t)fd)
-        n *= 2;
-      H.byfd = xrealloc(H.byfd, n * sizeof *H.byfd);
-      memset(H.byfd + H.nbyfd, 0, (n - H.nbyfd) * sizeof *H.byfd);
-      H.nbyfd = n;
-    }
-    s = xcalloc(1, sizeof *s);
-    int rc = uv_poll_init_socket(H.loop, &s->poll, fd);
-    if (rc < 0) {
-      log_error("http: cannot watch socket %d: %s", (int)fd, uv_strerror(rc));
-      free(s);
-      return -1;
-    }
-    s->fd = fd;
-    s->poll.data = s;
-    H.byfd[fd] = s;
-    s->next = H.socks;
-    if (H.socks) H.socks->prev = s;
-    H.socks = s;
+    s = sock_for(fd);
+    if (!s) return -1;
     curl_multi_assign(H.multi, fd, s);
   }
   int events = 0;
   if (what & CURL_POLL_IN) events |= UV_READABLE;
   if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
-  uv_poll_start(&s->poll, events, on_uv_poll);
+  s->parked = 0;
+  /* Only our own sockets skip the restart: any other may have been closed
+   * and its number reused without our knowing, and needs the fresh
+   * registration uv_poll_start makes. */
+  if (events != s->events || !s->own) {
+    uv_poll_start(&s->poll, events, on_uv_poll);
+    s->events = events;
+  }
   return 0;
 }
 
@@ -608,6 +669,8 @@ static int l_http(lua_State *L) {
   curl_easy_setopt(easy, CURLOPT_HEADERDATA, r);
   curl_easy_setopt(easy, CURLOPT_HTTPHEADER, r->hdrs);
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
   curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout);
   curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");

@@ -1,7 +1,7 @@
 /* log: the server's log file, <log_dir>/<NAME>.log.
  * Owns the file descriptor and an output buffer. Lines are buffered and
- * written in batches (the loop flushes at LOG_BATCH bytes or LOG_DELAY_MS
- * after the first line of a batch, see main.c), at once for warnings and
+ * written in batches (the loop writes at most once per LOG_DELAY_MS, or at
+ * LOG_BATCH bytes, see main.c), at once for warnings and
  * errors, and at exit, so nothing is lost on SIGTERM and a busy server pays
  * one write(2) per batch, not per line or per loop turn. Before log_open and
  * for warnings and errors, lines also go to stderr, escaped as in the file.
