@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "config.h"
 #include "conn.h"
+#include "forward.h"
 #include "http.h"
 #include "log.h"
 #include "lua_core.h"
@@ -664,6 +665,7 @@ int main(int argc, char **argv) {
   /* The client port opens last: whoever sees it accept can use the admin
    * socket and find the HTTP engine ready. */
   records_init(loop); /* before any link can hand it a record */
+  forward_init(&server_cfg, self_idx);
   if (client_tls(&server_cfg, self_idx, &client_tls_ctx, err, sizeof err) < 0 ||
       admin_start(loop, admin_sock, reload, err, sizeof err) < 0 ||
       http_init(loop, err, sizeof err) < 0 ||
@@ -703,6 +705,7 @@ int main(int argc, char **argv) {
            me->name, me->host, me->port, me->peer_port, tls_note, admin_sock,
            nnb ? names : "none");
   log_info("scripts: %s", script_versions(L));
+  log_info("dissemination: %s", forward_rule());
   log_places(&server_cfg);
   if (server_cfg.dev_secret)
     log_warn(

@@ -1,0 +1,198 @@
+-- dissemination = "tree" (issue 17): records go along each origin's
+-- shortest-path tree, one reception per server, and a tree link that goes
+-- down makes its end flood at once, so nothing waits for the periodic
+-- reconciliation. The receptions per IAMAT are computed from `herd ctl
+-- stats` (peer_records_in over every server). Ports 29600-29799 (clients),
+-- 30600-30799 (peers).
+local herd = require "helpers.herd"
+local socket = require "socket"
+
+local function names_of(n)
+  local names = {}
+  for i = 1, n do names[i] = ("S%02d"):format(i) end
+  return names
+end
+
+local function conf_of(names, links, base, dissemination)
+  local servers = {}
+  for i, name in ipairs(names) do
+    servers[name] = { port = base + i, peer_port = base + 1000 + i }
+  end
+  return { servers = servers, links = links, dissemination = dissemination,
+    links_redial = { min_ms = 50, max_ms = 500 } }
+end
+
+local function mesh(names)
+  local links = {}
+  for i = 1, #names do
+    for j = i + 1, #names do links[#links + 1] = { names[i], names[j] } end
+  end
+  return links
+end
+
+local function links_up(h, names)
+  return herd.eventually(function()
+    for _, n in ipairs(names) do
+      local out = h:ctl(n, "links") or ""
+      if out == "" or out:find(" down ") or out:find(" cut ") then return false end
+    end
+    return true
+  end, 30, 0.1)
+end
+
+local function sum(h, names, stat)
+  local total = 0
+  for _, n in ipairs(names) do total = total + (h:stats(n)[stat] or 0) end
+  return total
+end
+
+-- Sends one IAMAT (a new client) at each of `at`, waits until every server
+-- holds each, and returns the peer records received per IAMAT, and how
+-- many of them were stale, over the whole herd.
+local function receptions(h, names, at, tag)
+  herd.sleep(0.2) -- the link-up reconciliations are over
+  local in0, stale0 = sum(h, names, "peer_records_in"), sum(h, names, "peer_records_stale")
+  local sent = {}
+  for i, n in ipairs(at) do
+    local client = tag .. i
+    sent[client] = h:client(n):request("IAMAT " .. client .. " +1+1 " .. herd.now())
+    assert.matches("^AT " .. n .. " ", sent[client])
+  end
+  for client, reply in pairs(sent) do
+    assert.truthy(herd.eventually(function()
+      for _, n in ipairs(names) do
+        if h:record(n, client) ~= reply then return false end
+      end
+      return true
+    end, 10), client .. " did not reach every server")
+  end
+  herd.sleep(0.3) -- late echoes of a flood are counted too
+  local received = sum(h, names, "peer_records_in") - in0
+  local stale = sum(h, names, "peer_records_stale") - stale0
+  return received / #at, stale / #at
+end
+
+describe("dissemination = \"tree\" on the five-server herd #integration", function()
+  local NAMES = { "Bernard", "Campbell", "Jaquez", "Juzang", "Riley" }
+  local LINKS = {
+    { "Riley", "Jaquez" }, { "Riley", "Juzang" }, { "Bernard", "Jaquez" },
+    { "Bernard", "Juzang" }, { "Bernard", "Campbell" }, { "Juzang", "Campbell" },
+  }
+  local h
+  lazy_setup(function()
+    h = herd.start(conf_of(NAMES, LINKS, 29600, "tree"))
+    assert.truthy(links_up(h, NAMES), "links did not come up")
+  end)
+  lazy_teardown(function() if h then h:stop() end end)
+
+  it("says which rule runs, in its stats, its metrics label and its log", function()
+    for _, n in ipairs(NAMES) do
+      assert.matches("\ndissemination tree\n", "\n" .. h:ctl(n, "stats"))
+    end
+    assert.matches("dissemination: tree", h:log("Riley"))
+  end)
+
+  it("brings an IAMAT at any server to every other with one reception each", function()
+    local per, stale = receptions(h, NAMES, NAMES, "five")
+    print(string.format("\ntree, five servers: %.1f peer records received per IAMAT, %.1f stale", per, stale))
+    assert.equal(4, per)
+    assert.equal(0, stale)
+  end)
+
+  it("loses no acknowledged IAMAT when a tree link is cut under load, and waits for no reconciliation", function()
+    -- Riley's own records go to Jaquez and Juzang on its tree: cutting
+    -- Riley-Jaquez for longer than the test leaves Jaquez (and the tree
+    -- below it, Bernard) to the fallback flood.
+    local c = h:client("Riley")
+    local acked, n, cut_at = {}, 0, nil
+    local t0 = socket.gettime()
+    for i = 1, 400 do
+      if i == 100 then
+        assert.equal("ok\n", h:ctl("Riley", "cut Jaquez 20000"))
+        cut_at = socket.gettime()
+      end
+      local client = "cut" .. (i % 20)
+      local reply = c:request(("IAMAT %s +1+1 %d.%09d"):format(client, 2000, i))
+      if reply and reply:match("^AT ") then
+        acked[client] = reply
+        n = n + 1
+      end
+    end
+    c:close()
+    local last_ack = socket.gettime()
+    local missing
+    local all = herd.eventually(function()
+      missing = {}
+      for client, reply in pairs(acked) do
+        for _, s in ipairs(NAMES) do
+          if h:record(s, client) ~= reply then missing[#missing + 1] = s .. ":" .. client end
+        end
+      end
+      return #missing == 0
+    end, 10, 0.02)
+    local waited = socket.gettime() - last_ack
+    print(string.format("\ntree link cut under load: %d IAMATs acknowledged in %.2f s, all everywhere %.0f ms after the last, %d missing",
+      n, last_ack - t0, waited * 1000, #missing))
+    assert.truthy(all, "missing: " .. table.concat(missing, " "))
+    assert.equal(400, n)
+    -- The periodic reconciliation runs every 5 s and the link stays cut
+    -- for 20 s: both are out of the picture under 2 s.
+    assert.is_true(waited < 2, "waited " .. waited .. " s")
+    assert.is_true(socket.gettime() - cut_at < 15)
+    assert.is_true(sum(h, NAMES, "forward_fallback_floods") > 0)
+  end)
+end)
+
+describe("dissemination = \"tree\" converges over a ring and a random graph #integration", function()
+  it("with n - 1 receptions per IAMAT on each", function()
+    local names = names_of(8)
+    local ring = {}
+    for i = 1, 8 do ring[#ring + 1] = { names[i], names[i % 8 + 1] } end
+    math.randomseed(7)
+    local random = {}
+    for i = 1, 8 do
+      for j = i + 1, 8 do
+        if j == i + 1 or math.random() < 0.35 then random[#random + 1] = { names[i], names[j] } end
+      end
+    end
+    for k, links in ipairs({ ring, random }) do
+      local h = herd.start(conf_of(names, links, 29620 + 10 * k, "tree"))
+      local ok, err = pcall(function()
+        assert.truthy(links_up(h, names), "links did not come up")
+        local per, stale = receptions(h, names, names, "g" .. k)
+        print(string.format("\ntree, %s of 8 (%d links): %.1f receptions per IAMAT",
+          k == 1 and "ring" or "random graph", #links, per))
+        assert.equal(7, per)
+        assert.equal(0, stale)
+      end)
+      h:stop()
+      assert(ok, err)
+    end
+  end)
+end)
+
+describe("a 20-server full mesh, flood against tree #integration", function()
+  local names = names_of(20)
+  local results = {}
+  for k, rule in ipairs({ "flood", "tree" }) do
+    it("counts the peer records received per IAMAT with " .. rule, function()
+      local h = herd.start(conf_of(names, mesh(names), 29660 + 20 * (k - 1), rule))
+      local ok, err = pcall(function()
+        assert.truthy(links_up(h, names), "links did not come up")
+        local at = { "S01", "S05", "S09", "S13", "S17", "S20" }
+        local per, stale = receptions(h, names, at, rule)
+        results[rule] = per
+        print(string.format("\n20-server mesh, %s: %.1f peer records received per IAMAT, %.1f stale",
+          rule, per, stale))
+        if rule == "tree" then
+          assert.is_true(per <= 2 * 19, per .. " per IAMAT")
+          assert.equal(19, per)
+        else
+          assert.is_true(per > 2 * 19, per .. " per IAMAT")
+        end
+      end)
+      h:stop()
+      assert(ok, err)
+    end)
+  end
+end)
