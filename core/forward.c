@@ -28,7 +28,6 @@ static forward_stats_t stats;
  * (nlinks + 1) incoming links (the last: this server's own record). */
 static decision_t **cache;
 static int cache_origins, cache_froms, cache_links;
-static lua_State *cache_state; /* the state whose hook decided */
 static char rule[RULE_NAME_MAX] = "flood";
 static int rule_known;
 static uint64_t flooded[FLOODED_SLOTS]; /* digests, direct-mapped */
@@ -64,21 +63,21 @@ static void on_links(int link, int up) {
   }
 }
 
-/* The cache for the current state and links, built empty when either
- * changed (a reload, a link at start). */
+void forward_reset(void) {
+  cache_drop();
+  rule_known = 0;
+}
+
+/* The cache, built empty after it was dropped. */
 static void cache_ready(void) {
-  lua_State *L = script_current();
   int links = peer_link_count();
-  if (cache && cache_state == L && cache_links == links &&
-      cache_origins == cfg->nservers + 1)
+  if (cache && cache_links == links && cache_origins == cfg->nservers + 1)
     return;
   cache_drop();
-  cache_state = L;
   cache_links = links;
   cache_origins = cfg->nservers + 1;
   cache_froms = links + 1;
   cache = xcalloc((size_t)cache_origins * (size_t)cache_froms, sizeof *cache);
-  rule_known = 0;
 }
 
 /* The index of the server named by the second field of line, or

@@ -29,6 +29,8 @@ typedef struct forward_stats {
 
 /* cfg (the running config, whose servers may be origins) and self. */
 void forward_init(const config_t *cfg, int self);
+/* Drops the decisions and the rule's name: the scripts were reloaded. */
+void forward_reset(void);
 /* Forwards the stored record of client, which came from the neighbour
  * named from (NULL: this server's own); line is the record's line, for its
  * origin; flood: it came as a FLOODREC. Returns the number of links. */

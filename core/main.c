@@ -501,8 +501,10 @@ static int reload(char *msg, size_t n) {
   retired = xrealloc(retired, sizeof *retired * (size_t)(nretired + 1));
   retired[nretired++] = old;
   script_set_current(L);
+  forward_reset(); /* the new scripts' forward hook decides from now */
   metrics_count_reload(1);
   log_info("scripts reloaded: %s", script_versions(L));
+  log_info("dissemination: %s", forward_rule());
   if (script_push_hook(L, HOOK_ON_START) == 0) script_call(L, 0, 0, "on_start");
   lua_core_retire(old);
   if (*later)

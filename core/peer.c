@@ -1783,6 +1783,7 @@ void peer_set_links_handler(peer_links_fn fn) {
 }
 
 void peer_pull_all(void) {
+  if (!started) return; /* stopping: the links are closing */
   for (int i = 0; i < nlinks; i++)
     if (links[i].active) sync_start(links[i].active);
 }

@@ -196,3 +196,29 @@ describe("a 20-server full mesh, flood against tree #integration", function()
     end)
   end
 end)
+
+describe("the dissemination rule and reloads #integration", function()
+  it("switches from flood to tree on a reload, and says so", function()
+    local names = { "A", "B", "C" }
+    local links = { { "A", "B" }, { "B", "C" }, { "A", "C" } }
+    local h = herd.start(conf_of(names, links, 29720))
+    local ok, err = pcall(function()
+      assert.truthy(links_up(h, names), "links did not come up")
+      local flood = receptions(h, names, { "A" }, "before")
+      assert.matches("\ndissemination flood\n", "\n" .. h:ctl("A", "stats"))
+      h.conf.dissemination = "tree"
+      herd.write_file(h.config, "return " .. herd.serialize(h.conf) .. "\n")
+      for _, n in ipairs(names) do assert.matches("^ok", h:ctl(n, "reload")) end
+      local tree = receptions(h, names, { "A" }, "after")
+      print(string.format("\nthree servers in a triangle: %.0f receptions per IAMAT flooding, %.0f after the reload to tree",
+        flood, tree))
+      assert.equal(4, flood)
+      assert.equal(2, tree)
+      assert.matches("\ndissemination tree\n", "\n" .. h:ctl("A", "stats"))
+      assert.is_true(h:stats("A").forward_rule_calls > 0)
+      assert.matches("dissemination: tree", h:log("A"))
+    end)
+    h:stop()
+    assert(ok, err)
+  end)
+end)
