@@ -222,3 +222,57 @@ describe("the dissemination rule and reloads #integration", function()
     assert(ok, err)
   end)
 end)
+
+describe("the receptions per IAMAT of issue 17's table, flood and tree #integration", function()
+  -- Each herd as the issue measured it (the 20-server mesh is above); the
+  -- counts come from herd ctl stats. A graph of degree 4: each server
+  -- linked to its neighbours 1 and 5 away around a circle of 20 (40 links).
+  local function ring(names)
+    local links = {}
+    for i = 1, #names do links[#links + 1] = { names[i], names[i % #names + 1] } end
+    return links
+  end
+  local function degree4(names)
+    local links, n = {}, #names
+    for i = 1, n do
+      links[#links + 1] = { names[i], names[i % n + 1] }
+      links[#links + 1] = { names[i], names[(i + 4) % n + 1] }
+    end
+    return links
+  end
+  local herds = {
+    { "5 servers, ring", names_of(5), ring },
+    { "5 servers, full mesh", names_of(5), mesh },
+    { "20 servers, degree 4", names_of(20), degree4 },
+  }
+  local base = 29724
+  for _, spec in ipairs(herds) do
+    local what, names, links_of = spec[1], spec[2], spec[3]
+    it(what .. ": n - 1 with tree, 2L - (n - 1) with flood", function()
+      local got = {}
+      for _, rule in ipairs({ "flood", "tree" }) do
+        local links = links_of(names)
+        local h = herd.start(conf_of(names, links, base, rule))
+        base = base + #names
+        local ok, err = pcall(function()
+          assert.truthy(links_up(h, names), "links did not come up")
+          local at = { names[1], names[#names] }
+          got[rule] = { receptions(h, names, at, rule .. #names) }
+          print(string.format("\n%s (%d links), %s: %.1f peer records received per IAMAT, %.1f stale",
+            what, #links, rule, got[rule][1], got[rule][2]))
+        end)
+        h:stop()
+        assert(ok, err)
+        if rule == "tree" then
+          assert.equal(#names - 1, got.tree[1])
+          assert.equal(0, got.tree[2])
+        else
+          -- Each link carries a record once each way, but the origin's do
+          -- not come back to it.
+          assert.is_true(got.flood[1] <= 2 * #links - (#names - 1), got.flood[1])
+          assert.is_true(got.flood[1] > #names - 1 or #links == #names - 1)
+        end
+      end
+    end)
+  end
+end)
