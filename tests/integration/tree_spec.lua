@@ -99,6 +99,32 @@ describe("dissemination = \"tree\" on the five-server herd #integration", functi
     assert.equal(0, stale)
   end)
 
+  it("asks the rule once per origin and incoming link, and again after a link changes", function()
+    local function calls() return sum(h, NAMES, "forward_rule_calls") end
+    local c = h:client("Juzang")
+    c:request("IAMAT warm +1+1 " .. herd.now())
+    herd.sleep(0.2)
+    local before = calls()
+    for i = 1, 50 do
+      assert.matches("^AT Juzang ", c:request(("IAMAT calls%d +1+1 %s"):format(i, herd.now())))
+    end
+    herd.sleep(0.2)
+    assert.equal(before, calls()) -- all cached: no Lua per record
+    -- Bernard-Campbell is no link of Juzang's tree: cut, it still drops
+    -- the decisions at both ends, which ask again at the next record.
+    assert.equal("ok\n", h:ctl("Bernard", "cut Campbell 300"))
+    herd.sleep(0.1)
+    c:request("IAMAT calls-after-cut +1+1 " .. herd.now())
+    herd.sleep(0.2)
+    local after_cut = calls()
+    assert.is_true(after_cut > before, "no decision asked again after the cut")
+    assert.truthy(links_up(h, NAMES), "the cut link did not come back")
+    c:request("IAMAT calls-after-up +1+1 " .. herd.now())
+    herd.sleep(0.2)
+    assert.is_true(calls() > after_cut, "no decision asked again after the link came back")
+    c:close()
+  end)
+
   it("loses no acknowledged IAMAT when a tree link is cut under load, and waits for no reconciliation", function()
     -- Riley's own records go to Jaquez and Juzang on its tree: cutting
     -- Riley-Jaquez for longer than the test leaves Jaquez (and the tree
@@ -273,6 +299,38 @@ describe("the receptions per IAMAT of issue 17's table, flood and tree #integrat
           assert.is_true(got.flood[1] > #names - 1 or #links == #names - 1)
         end
       end
+    end)
+  end
+end)
+
+describe("a forward hook that fails #integration", function()
+  for k, how in ipairs({ "raise", "number", "spin" }) do
+    it("floods instead when it " .. (how == "raise" and "raises" or how == "number"
+        and "returns a number" or "runs out of its instruction budget") .. ", and logs it", function()
+      local names = { "A", "B", "C" }
+      local conf = conf_of(names, { { "A", "B" }, { "B", "C" } }, 29786 + 3 * (k - 1))
+      conf.bad_forward = how
+      conf.scripts = { "protocol", "topology", os.getenv("PWD") .. "/tests/fixtures/bad_forward.lua" }
+      if how == "spin" then conf.limits = { lua_budget = 1000000 } end
+      local h = herd.start(conf)
+      local ok, err = pcall(function()
+        assert.truthy(links_up(h, names), "links did not come up")
+        local per = receptions(h, names, { "A", "C" }, how)
+        assert.equal(2, per) -- a line of three floods to the other two
+        for i = 1, 5 do h:client("A"):request(("IAMAT again%d +1+1 %s"):format(i, herd.now())) end
+        herd.sleep(0.2)
+        -- One failure per (origin, incoming link), not one per record.
+        assert.is_true(h:stats("A").forward_rule_calls <= 3, h:stats("A").forward_rule_calls)
+        local log = h:log("A")
+        if how == "number" then
+          assert.matches("forward: the hook returned a number", log)
+        else
+          assert.matches("forward: ", log)
+        end
+        assert.matches("\ndissemination ", "\n" .. h:ctl("A", "stats"))
+      end)
+      h:stop()
+      assert(ok, err)
     end)
   end
 end)
