@@ -5,7 +5,7 @@ set -e
 PKGS="gcc libc6-dev make pkg-config ca-certificates curl liblua5.4-dev lua5.4
 lua-cjson lua-busted lua-socket libuv1-dev libcurl4-openssl-dev libssl-dev
 netcat-openbsd procps lsof iproute2 clang libclang-rt-14-dev valgrind nftables
-liblmdb-dev lmdb-utils python3-prometheus-client gnuplot-nox"
+liblmdb-dev lmdb-utils python3-prometheus-client gnuplot-nox strace"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -1,6 +1,6 @@
 -- The extra-fields example (extra_fields.lua): a record format with heading
 -- and speed, set up by a script, on a real three-server herd A - B - C.
--- Ports 29300-29399.
+-- Ports 28600-28699.
 local herd = require "helpers.herd"
 
 local here = herd.beside
@@ -9,9 +9,9 @@ local LOC = "+34.068930-118.445127"
 
 local function config(scripts)
   return {
-    servers = { A = { port = 29301, peer_port = 29351 },
-      B = { port = 29302, peer_port = 29352 },
-      C = { port = 29303, peer_port = 29353 } },
+    servers = { A = { port = 28601, peer_port = 28651 },
+      B = { port = 28602, peer_port = 28652 },
+      C = { port = 28603, peer_port = 28653 } },
     links = { { "A", "B" }, { "B", "C" } },
     scripts = scripts,
   }

@@ -400,15 +400,18 @@ function Herd:ctl(name, command)
   if not ok then return nil, err end
   c:send(command .. "\n")
   c:shutdown("send")
-  local out = c:receive("*a")
+  local out, rerr = c:receive("*a")
   c:close()
-  return out and (out:gsub("\n\n$", "\n"))
+  if not out then return nil, rerr end
+  return (out:gsub("\n\n$", "\n"))
 end
 
 -- The stored AT line for client at a server, or nil.
+-- nil, err when the admin socket did not answer.
 function Herd:record(name, client)
-  local out = self:ctl(name, "record " .. client)
-  if out and out ~= "none\n" then return (out:gsub("\n$", "")) end
+  local out, err = self:ctl(name, "record " .. client)
+  if not out then return nil, err or "no answer" end
+  if out ~= "none\n" then return (out:gsub("\n$", "")) end
 end
 
 -- A server's counters as a table.

@@ -104,8 +104,14 @@ local function own_disk(h, acked, must)
   for _, name in ipairs(NAMES) do
     assert.truthy(h:restart(name), h:stderr(name))
     for client, a in pairs(acked) do
-      if a.by == name and must(a) and h:record(name, client) ~= a.line then
-        missing[#missing + 1] = name .. ":" .. client
+      if a.by == name and must(a) then
+        -- An admin exchange that failed (a loaded machine) is asked again;
+        -- what the server then holds is in the message.
+        local got, err = h:record(name, client)
+        if got == nil and err then got, err = h:record(name, client) end
+        if got ~= a.line then
+          missing[#missing + 1] = ("%s:%s (%s)"):format(name, client, got or err or "none")
+        end
       end
     end
     assert.truthy(h:signal(name, "TERM"))
@@ -246,8 +252,7 @@ describe("state_sync always #integration", function()
 
   it("replies leave after their record's fdatasync: direct, deferred, resumed after a full socket, and peers' records are synced", function()
     if not have_strace() then
-      pending("strace is not installed")
-      return
+      error("strace is not installed (make deps installs it)")
     end
     local dir = herd.tmpdir()
     local c = conf(dir .. "/state", "always", { limits = { out_pause = 32768 } })
