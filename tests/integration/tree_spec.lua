@@ -334,3 +334,24 @@ describe("a forward hook that fails #integration", function()
     end)
   end
 end)
+
+describe("herd --check and dissemination #integration", function()
+  local function check(dissemination)
+    local dir = herd.tmpdir()
+    local conf = conf_of({ "A", "B" }, { { "A", "B" } }, 29796, dissemination)
+    conf.secret = herd.secret
+    herd.write_file(dir .. "/herd.lua", "return " .. herd.serialize(conf) .. "\n")
+    local rc, out, err = herd.run("--config " .. dir .. "/herd.lua --check")
+    os.execute("rm -rf " .. dir)
+    return rc, out, err
+  end
+  it("accepts flood and tree and refuses anything else, naming the key", function()
+    for _, ok in ipairs({ "flood", "tree" }) do
+      local rc, _, err = check(ok)
+      assert.equal(0, rc, err)
+    end
+    local rc, _, err = check("gossip")
+    assert.equal(1, rc)
+    assert.matches('dissemination must be "flood" or "tree", got "gossip"', err)
+  end)
+end)
