@@ -520,6 +520,7 @@ FIGS = [
     Fig("s_w99n", "the same without state_dir (µs)", "us", "lower", "printed"),
     Fig("s_rec", "RSS bytes per stored record, state_dir (1M)", "B", "lower", "< 2× without"),
     Fig("f_hs", "peer link handshake, median of the herd's links (ms)", "ms", "lower", "printed"),
+    Fig("p_cut99", "2-hop p99 at 5k/s, Riley-Juzang cut midway (µs)", "us", "lower", "tree < 50 ms"),
     Fig("m20_rx", "20-server mesh: peer records received per IAMAT", "", "lower", "tree ≤ 38"),
     Fig("m20_n16", "IAMAT/s 20-server mesh, 16 in flight x8 conns", "/s", "higher", "printed"),
     Fig("m20_drain", "20-server mesh: ms after that load until no record moves", "ms", "lower", "printed"),
@@ -549,7 +550,7 @@ GROUPS = [  # figure groups, in the order they run (the time budget cuts the las
     ("start", ["start"]),
     ("alone", ["a_n1", "a_n16", "a_tls16", "a_one", "rtt1", "w_local", "w_localq"]),
     ("five", ["f_n1", "f_n16", "f_one", "p_low50", "p_low99", "p_max", "p_max99",
-              "p_at_a99", "p_at_u99", "f_hs"]),
+              "p_at_a99", "p_at_u99", "f_hs", "p_cut99"]),
     ("mesh", ["m20_rx", "m20_n16", "m20_drain", "m20_all"]),
     ("whatsat", ["w_total", "w_p99", "w_rtt0", "w_http0", "w_over"]),
     ("idle", ["m_conn"]),
@@ -635,11 +636,14 @@ class Bench:
         return self.tls_files
 
     # -------------------------------------------------------------- loadgen
-    def loadgen(self, mode, *args, timeout=60, env=None, pin=None):
+    def loadgen(self, mode, *args, timeout=60, env=None, pin=None, before=None):
+        """before: called once the machine is quiet, just before the run."""
         if self.time_left() < 0:
             raise NA("time budget of %.0f s used up (--budget)" % self.args.budget)
         cmd = (self.pin_load if pin is None else pin) + [LOADGEN, mode] + [str(a) for a in args]
         self.last_quiet = self.wait_quiet()
+        if before:
+            before()
         try:
             r = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
                                env=env)
@@ -796,11 +800,11 @@ class Bench:
                            self.rate_run(key, s.key, cl.port(name), mode, args)))
         return steps
 
-    def prop(self, cl, rate, dur, warm):
+    def prop(self, cl, rate, dur, warm, before=None):
         return self.loadgen("prop", "--port", cl.port(WRITER), "--port2", cl.port(READER),
                             "--rate", rate, "--duration", dur, "--warmup", warm,
                             "--poll-fmt", POLL, "--poll-lines", POLL_LINES,
-                            timeout=dur + warm + 30)
+                            timeout=dur + warm + 30, before=before)
 
     def sustained(self, r):
         return r.get("sustained") == 1 and r["p99_us"] < PROP_P99_LIMIT_US
@@ -1215,9 +1219,46 @@ class Bench:
                 (prop[:2], lambda s: s.propagation, self.prop_low),
                 (prop[2:4], lambda s: s.propagation and getattr(s, "ladder", True), self.ladder),
                 (prop[4:], lambda s: s.key in ("herd", "asyncio", "uvloop"), self.p99_at_baselines),
+                (["p_cut99"], lambda s: s.key in ("herd", "herd_tree"), self.prop_cut),
             ], clusters)
         finally:
             self.stop_clusters(clusters)
+
+    def ctl(self, cl, name, *command):
+        env = cl.system.env(None, os.path.join(cl.tmp, "logs"))
+        r = subprocess.run([cl.system.BIN, "ctl", "--config", cl.cfg, name] + list(command),
+                           capture_output=True, timeout=10, env=env)
+        return r.stdout.decode(errors="replace")
+
+    def prop_cut(self, s, cl):
+        """The 2-hop propagation (Riley to Campbell, whose path in Riley's
+        tree is Riley - Juzang - Campbell) at 5k/s while Riley's link to
+        Juzang is cut a third into the run, for longer than the run: the
+        tree's fallback (or the flood's other paths) carries what follows."""
+        import threading
+        dur = max(self.prop_dur, 1.5)
+        cut_ms = int((dur + self.warm + 2) * 1000)
+        said = []
+        timer = threading.Timer(self.warm + dur / 3, lambda: said.append(
+            self.ctl(cl, WRITER, "cut", "Juzang", str(cut_ms))))
+        try:
+            r = self.prop(cl, 5000, dur, self.warm, before=timer.start)
+        finally:
+            timer.cancel()
+        if len(said) != 1 or not said[0].startswith("ok"):
+            raise NA("herd ctl %s cut Juzang did not say ok: %r" % (WRITER, said))
+        if not r["seen"]:
+            raise NA("no probe seen at %s within 1 s (%d of %d lost)"
+                     % (READER, r["timeouts"], r["probes"]))
+        self.record("p_cut99", s.key, r["p99_us"], r["lg_cpu_pct"])
+        self.note[("p_cut99", s.key)] = "%d of %d probes not seen in 1 s" % (r["timeouts"], r["probes"]) \
+            if r["timeouts"] else self.note.get(("p_cut99", s.key), "")
+        deadline = time.monotonic() + cut_ms / 1000 + 10
+        while time.monotonic() < deadline:  # the next round needs the link back
+            if " down " not in self.ctl(cl, WRITER, "links") and \
+                    " cut " not in self.ctl(cl, WRITER, "links"):
+                break
+            time.sleep(0.2)
 
     def group_mesh(self, systems):
         """The 20-server full mesh, flood against tree: the peer records all
@@ -1444,6 +1485,8 @@ def target_status(fig, vals, rats):
     t = vals.get("herd_tree")
     if k == "m20_rx" and t is not None:
         return "met" if t <= 38 else "NOT met"
+    if k == "p_cut99" and t is not None:
+        return "met" if t < 50000 else "NOT met"
     if k == "m20_all" and rats.get("herd_tree"):
         return "met" if rats["herd_tree"] <= 0.2 else "NOT met"  # herd (flood) ÷ tree
     if k == "f_n16" and rats.get("herd_plain") and a is None and u is None:
