@@ -30,7 +30,7 @@ SRC := $(wildcard core/*.c)
 OBJ := $(SRC:core/%.c=$(OUT)/obj/%.o)
 BIN := $(OUT)/herd
 
-.PHONY: all deps run test test-chaos test-state bench fuzz clean install help places-data format
+.PHONY: all deps run test test-chaos test-state test-tree bench fuzz clean install help places-data format
 
 all: $(BIN) $(OUT)/herdtext.so $(OUT)/peer_tls $(OUT)/tls_client $(OUT)/failrand.so
 
@@ -74,6 +74,7 @@ help:
 	@echo "make test       run every test suite (SANITIZE=1: under ASan/UBSan)"
 	@echo "make test-chaos hostile-input, crash and partition tests"
 	@echo "make test-state crash, partition and flapping tests with state_dir on"
+	@echo "make test-tree  the herd, crash and partition tests with dissemination = tree"
 	@echo "make bench      benchmark herd against its baselines"
 	@echo "make fuzz       build the libFuzzer targets, fuzz each for FUZZ_SECONDS (60)"
 	@echo "make install    install into \$$DESTDIR\$$PREFIX"
@@ -104,6 +105,12 @@ test-chaos: deps
 	@$(MAKE) --no-print-directory all
 	@HERD_BIN=$(CURDIR)/$(BIN) tools/test.sh chaos
 	@HERD_BIN=$(CURDIR)/$(BIN) HERD_TEST_STATE_SYNC=always tools/test.sh state
+	@HERD_BIN=$(CURDIR)/$(BIN) HERD_TEST_DISSEMINATION=tree tools/test.sh tree
+
+# The herd, crash and partition tests under dissemination = "tree".
+test-tree: deps
+	@$(MAKE) --no-print-directory all
+	@HERD_BIN=$(CURDIR)/$(BIN) HERD_TEST_DISSEMINATION=tree tools/test.sh tree
 
 bench: deps
 	@$(MAKE) --no-print-directory all

@@ -83,9 +83,15 @@ static void cmd_stats(buf_t *b) {
   if (script_run(L, push_stats, NULL, 1, "admin stats") < 0) return;
   lua_pushnil(L);
   while (lua_next(L, -2)) {
-    if (lua_isinteger(L, -1))
+    if (lua_isinteger(L, -1)) {
       put_stat(b, lua_tostring(L, -2),
                (unsigned long long)lua_tointeger(L, -1));
+    } else if (lua_type(L, -1) == LUA_TSTRING) { /* dissemination */
+      char line[128];
+      int n = snprintf(line, sizeof line, "%s %s\n", lua_tostring(L, -2),
+                       lua_tostring(L, -1));
+      buf_append(b, line, n < (int)sizeof line ? (size_t)n : sizeof line - 1);
+    }
     lua_pop(L, 1);
   }
   lua_pop(L, 1);

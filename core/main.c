@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "config.h"
 #include "conn.h"
+#include "forward.h"
 #include "http.h"
 #include "log.h"
 #include "lua_core.h"
@@ -511,8 +512,10 @@ static int reload(char *msg, size_t n) {
   retired = xrealloc(retired, sizeof *retired * (size_t)(nretired + 1));
   retired[nretired++] = old;
   script_set_current(L);
+  forward_reset(); /* the new scripts' forward hook decides from now */
   metrics_count_reload(1);
   log_info("scripts reloaded: %s", script_versions(L));
+  log_info("dissemination: %s", forward_rule());
   if (script_push_hook(L, HOOK_ON_START) == 0) script_call(L, 0, 0, "on_start");
   lua_core_retire(old);
   if (*later)
@@ -675,6 +678,7 @@ int main(int argc, char **argv) {
   /* The client port opens last: whoever sees it accept can use the admin
    * socket and find the HTTP engine ready. */
   records_init(loop); /* before any link can hand it a record */
+  forward_init(&server_cfg, self_idx);
   if (client_tls(&server_cfg, self_idx, &client_tls_ctx, err, sizeof err) < 0 ||
       admin_start(loop, admin_sock, reload, err, sizeof err) < 0 ||
       http_init(loop, err, sizeof err) < 0 ||
@@ -714,6 +718,7 @@ int main(int argc, char **argv) {
            me->name, me->host, me->port, me->peer_port, tls_note, admin_sock,
            nnb ? names : "none");
   log_info("scripts: %s", script_versions(L));
+  log_info("dissemination: %s", forward_rule());
   log_places(&server_cfg);
   if (server_cfg.dev_secret)
     log_warn(

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "forward.h"
 #include "hist.h"
 #include "http.h"
 #include "log.h"
@@ -75,8 +76,17 @@ enum { COUNTER, GAUGE };
   X(peer_frames_out, COUNTER, "Frames sent to peers.", p->frames_out)         \
   X(peer_records_in, COUNTER, "Records received from peers.", p->records_in)  \
   X(peer_records_out, COUNTER, "Records sent to peers.", p->records_out)      \
-  X(peer_records_flooded, COUNTER, "Records sent to peers by flooding.",      \
-    p->records_flooded)                                                       \
+  X(peer_records_forwarded, COUNTER,                                          \
+    "Records sent to peers by the dissemination rule (one per link).",        \
+    p->records_forwarded)                                                     \
+  X(peer_records_flooded, COUNTER,                                            \
+    "Records sent to peers by a script's core.flood.", p->records_flooded)    \
+  X(forward_rule_calls, COUNTER,                                              \
+    "Forwarding decisions the topology script was asked for (cache misses).", \
+    f->rule_calls)                                                            \
+  X(forward_fallback_floods, COUNTER,                                         \
+    "Records this server flooded as a fallback (FLOODREC).",                  \
+    f->fallback_floods)                                                       \
   X(records_refused, COUNTER,                                                 \
     "Records refused by the store (too long, or a new client when full).",    \
     r->refused)                                                               \
@@ -144,6 +154,7 @@ static void collect(uint64_t *out) {
   const conn_stats_t *c = conn_stats();
   const peer_stats_t *p = peer_stats();
   const records_stats_t *r = records_stats();
+  const forward_stats_t *f = forward_stats();
   const state_stats_t *st = state_stats();
   http_stats_t h;
   http_get_stats(&h);
@@ -169,6 +180,8 @@ void metrics_push_stats(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)v[i]);
     lua_setfield(L, -2, stats[i].name);
   }
+  lua_pushstring(L, forward_rule());
+  lua_setfield(L, -2, "dissemination");
 }
 
 /* ---- histograms ---- */
@@ -296,6 +309,8 @@ void metrics_render(buf_t *b) {
   append_label(b, info.provider ? info.provider : "");
   buf_append_str(b, "\",links=\"");
   append_label(b, peer_insecure() ? "insecure" : info.links ? info.links : "");
+  buf_append_str(b, "\",dissemination=\"");
+  append_label(b, forward_rule());
   buf_append_str(b, "\"} 1\n");
   uint64_t v[NSTATS];
   collect(v);

@@ -97,8 +97,10 @@ enum {
   F_DONE = 10,    /* key id, leaf: the answer to a LEAF is complete */
   F_SYNCREC = 11, /* a RECORD sent by reconciliation: stored, not flooded */
   F_HINT = 12,    /* "I learned records": the receiver pulls */
-  F_BUSY = 13     /* key id: answers a root SUMS_REQ while this side is
+  F_BUSY = 13,    /* key id: answers a root SUMS_REQ while this side is
                    * taking records from the asker; it hints when done */
+  F_FLOODREC = 14 /* a RECORD sent by a fallback flood: the receiver floods
+                   * it on too (once), whatever its forwarding rule says */
 };
 
 /* A node of the tree a pull is to visit, with the neighbour's sum of it. */
@@ -203,6 +205,7 @@ static uint64_t busy_epoch;                 /* bumped when one is answered */
 static size_t slice_in = SYNC_SLICE, slice_out = SYNC_SLICE; /* this phase's */
 static uv_idle_t pump_idle; /* keeps the loop turning while slices are due */
 static int hint_due;        /* a pull stored records: hint the neighbours */
+static peer_links_fn links_handler; /* told when a link comes up or goes down */
 
 static void pconn_close(pconn_t *pc, const char *why);
 static void schedule_redial(link_t *l);
@@ -329,13 +332,13 @@ static uint8_t *put_be(uint8_t *p, uint64_t v, int bytes) {
 
 /* A record frame, written in place: floods call this for every record and
  * link, so it reserves once instead of appending field by field. */
-static void encode_record(buf_t *b, const store_rec_t *r) {
+static void encode_record(buf_t *b, const store_rec_t *r, int type) {
   size_t body = 2 + 8 + 4 + 2 + r->client_len + 2 + r->line_len;
   buf_reserve(b, 4 + body);
   uint8_t *p = (uint8_t *)b->data + b->len;
   p = put_be(p, body, 4);
   *p++ = PEER_VERSION;
-  *p++ = F_RECORD;
+  *p++ = (uint8_t)type;
   p = put_be(p, (uint64_t)r->sec, 8);
   p = put_be(p, (uint32_t)r->nsec, 4);
   p = put_be(p, r->client_len, 2);
@@ -448,6 +451,7 @@ static int push_on_link(lua_State *L, void *ud) {
 }
 
 static void call_on_link(link_t *l, int up) {
+  if (links_handler) links_handler((int)(l - links), up);
   lua_State *L = script_current();
   if (script_push_hook(L, HOOK_ON_LINK) < 0) return;
   lua_pop(L, 1);
@@ -766,8 +770,7 @@ static int cmp_u64(const void *a, const void *b) {
 static void send_syncrec(pconn_t *pc, const store_rec_t *rec) {
   buf_t *b = obuf(pc);
   size_t before = b->len;
-  encode_record(b, rec);
-  b->data[before + 5] = F_SYNCREC;
+  encode_record(b, rec, F_SYNCREC);
   stats.records_out++;
   sync_sent(pc, b->len - before);
 }
@@ -1015,8 +1018,9 @@ void peer_set_record_handler(peer_record_fn fn) {
 }
 
 /* sync: a record sent by reconciliation, stored for the pull (counted
- * there) and not flooded. The record goes up to the handler (records.c). */
-static int on_record(pconn_t *pc, reader_t *r, int sync) {
+ * there) and not flooded; flood: sent by a fallback flood (F_FLOODREC).
+ * The record goes up to the handler (records.c). */
+static int on_record(pconn_t *pc, reader_t *r, int sync, int flood) {
   int64_t sec = (int64_t)take_u64(r);
   int32_t nsec = (int32_t)take_u32(r);
   uint16_t cn = take_u16(r);
@@ -1028,7 +1032,7 @@ static int on_record(pconn_t *pc, reader_t *r, int sync) {
   if (!record_handler) return 0;
   peer_tally_t tally = {0, 0};
   record_handler(pc->link->srv->name, (const char *)client, cn, sec, nsec,
-                 (const char *)line, ln, sync ? &tally : NULL);
+                 (const char *)line, ln, sync ? &tally : NULL, flood);
   if (sync) {
     pc->sync.stored += tally.stored;
     pc->sync.refused += tally.refused;
@@ -1055,9 +1059,11 @@ static int handle_frame(pconn_t *pc, const uint8_t *p, size_t len) {
   if (!pc->verified) return type == F_HELLO && !tls_ctx ? on_hello(pc, &r) : -1;
   switch (type) {
     case F_RECORD:
-      return on_record(pc, &r, 0);
+      return on_record(pc, &r, 0, 0);
+    case F_FLOODREC:
+      return on_record(pc, &r, 0, 1);
     case F_SYNCREC:
-      return on_record(pc, &r, 1);
+      return on_record(pc, &r, 1, 0);
     case F_SUMS:
       return on_sums(pc, &r);
     case F_SUMS_REQ:
@@ -1704,23 +1710,24 @@ void peer_shutdown(void) {
   uv_close((uv_handle_t *)&listener, NULL);
 }
 
-int peer_flood(const char *client, size_t len, const char *except) {
-  int live = 0;
-  for (int i = 0; i < nlinks; i++)
-    live += links[i].active != NULL;
-  if (!live) return 0;
-  const store_rec_t *r = store_get(client, len);
-  if (!r) return 0;
+/* Sends r on the links whose flag in on[] is set (all live links when on
+ * is NULL) but the one named except, as frames of type; the record is
+ * encoded once and its bytes copied to the other links. Returns the
+ * number of links. */
+static int send_record(const store_rec_t *r, const uint8_t *on,
+                       const char *except, int type) {
   int n = 0;
   pconn_t *frame = NULL; /* the link whose buffer holds the encoded record */
   size_t frame_at = 0;
   for (int i = 0; i < nlinks; i++) {
     pconn_t *pc = links[i].active;
-    if (!pc || (except && strcmp(except, links[i].srv->name) == 0)) continue;
+    if (!pc || (on && !on[i]) ||
+        (except && strcmp(except, links[i].srv->name) == 0))
+      continue;
     buf_t *b = obuf(pc);
     size_t before = b->len;
     if (!frame) {
-      encode_record(b, r);
+      encode_record(b, r, type);
       frame = pc;
       frame_at = before;
     } else { /* the same bytes as the first link's */
@@ -1731,11 +1738,54 @@ int peer_flood(const char *client, size_t len, const char *except) {
       b->len += bytes;
     }
     stats.records_out++;
-    stats.records_flooded++;
     sent(pc, b->len - before);
     n++;
   }
   return n;
+}
+
+int peer_flood(const char *client, size_t len, const char *except) {
+  const store_rec_t *r = store_get(client, len);
+  if (!r) return 0;
+  int n = send_record(r, NULL, except, F_RECORD);
+  stats.records_flooded += (uint64_t)n;
+  return n;
+}
+
+int peer_forward(const store_rec_t *r, const uint8_t *on, const char *except,
+                 int flood) {
+  int n = send_record(r, on, except, flood ? F_FLOODREC : F_RECORD);
+  stats.records_forwarded += (uint64_t)n;
+  return n;
+}
+
+int peer_link_count(void) {
+  return nlinks;
+}
+
+const char *peer_link_name(int i) {
+  return links[i].srv->name;
+}
+
+int peer_link_up(int i) {
+  return links[i].active != NULL;
+}
+
+int peer_link_find(const char *name) {
+  for (int i = 0; i < nlinks; i++)
+    if (links[i].srv->name == name || strcmp(links[i].srv->name, name) == 0)
+      return i;
+  return -1;
+}
+
+void peer_set_links_handler(peer_links_fn fn) {
+  links_handler = fn;
+}
+
+void peer_pull_all(void) {
+  if (!started) return; /* stopping: the links are closing */
+  for (int i = 0; i < nlinks; i++)
+    if (links[i].active) sync_start(links[i].active);
 }
 
 void peer_push_links(lua_State *L) {

@@ -19,11 +19,13 @@
 #include <uv.h>
 
 #include "config.h"
+#include "store.h"
 
 typedef struct peer_stats {
   uint64_t frames_in, frames_out, bytes_in, bytes_out, records_in, records_out,
       records_flooded, auth_failures, links_up, reconciles, sync_bytes_out,
-      out_drops, handshakes_evicted, handshake_timeouts, peers_refused,
+      records_forwarded, out_drops, handshakes_evicted, handshake_timeouts,
+      peers_refused,
       records_diverged; /* a gauge: refused as full at the last pulls */
 } peer_stats_t;
 
@@ -43,18 +45,41 @@ int peer_set_secrets(const config_t *cfg);
 int peer_insecure(void);
 void peer_flush_all(void);
 /* Sends the stored record of client to every live link except the one to
- * the server named except (may be NULL). Returns the number of links. */
+ * the server named except (may be NULL), for core.flood (counted in
+ * records_flooded). Returns the number of links. */
 int peer_flood(const char *client, size_t len, const char *except);
+/* Sends r on each live link i with on[i] set (every live link when on is
+ * NULL) except the one to the server named except: as a RECORD, or with
+ * flood set as a FLOODREC, which the receiver floods on too. For the
+ * forwarding rule (core/forward.c); counted in records_forwarded. Returns
+ * the number of links. */
+int peer_forward(const store_rec_t *r, const uint8_t *on, const char *except,
+                 int flood);
+/* The links, 0 .. peer_link_count() - 1, in the order of the neighbours
+ * given to peer_start: each one's server name and whether it is up now. */
+int peer_link_count(void);
+const char *peer_link_name(int i);
+int peer_link_up(int i);
+/* The index of the link to the server named name, or -1. */
+int peer_link_find(const char *name);
+/* Called with a link's index when it comes up (up 1) or goes down (0),
+ * before the scripts' on_link hook. */
+typedef void (*peer_links_fn)(int link, int up);
+void peer_set_links_handler(peer_links_fn fn);
+/* Starts a reconciliation pull on every live link (or asks the running
+ * one to go again). */
+void peer_pull_all(void);
 /* What a reconciliation pull's records came to: stored, refused as full. */
 typedef struct peer_tally {
   uint64_t stored, refused;
 } peer_tally_t;
 /* Takes a record a neighbour sent: from the neighbour named from, client
- * reporting at sec.nsec, line as received; sync is NULL for a flooded
- * record, else the tally of the pull it came by (not to be flooded). */
+ * reporting at sec.nsec, line as received; sync is NULL for a forwarded
+ * record, else the tally of the pull it came by (not to be forwarded);
+ * flood is set when the sender flooded it as a fallback (FLOODREC). */
 typedef void (*peer_record_fn)(const char *from, const char *client, size_t cn,
                                int64_t sec, int32_t nsec, const char *line,
-                               size_t ln, peer_tally_t *sync);
+                               size_t ln, peer_tally_t *sync, int flood);
 /* Sets who takes received records (records.c); without one they are
  * counted and dropped. */
 void peer_set_record_handler(peer_record_fn fn);

@@ -6,6 +6,7 @@
 
 #include "textlib.h"
 #ifndef RECORDS_FORMAT_ONLY
+#include "forward.h"
 #include "log.h"
 #include "peer.h"
 #include "script.h"
@@ -176,6 +177,7 @@ const luaL_Reg records_lua_fns[] = {{"iamat", l_iamat},
 static records_stats_t stats;
 static uv_loop_t *loop;        /* NULL under --check */
 static peer_tally_t *cur_sync; /* the pull whose record is being stored */
+static int cur_flood;          /* it came by a fallback flood (FLOODREC) */
 
 /* checked: the caller has checked the line (a script's format). */
 static int accept_line(const char *from, const char *client, size_t cn,
@@ -209,9 +211,9 @@ static int accept_line(const char *from, const char *client, size_t cn,
     return -1;
   }
   if (stored && cur_sync)
-    cur_sync->stored++; /* not flooded: the pull hints instead */
+    cur_sync->stored++; /* not forwarded: the pull hints instead */
   else if (stored)
-    peer_flood(client, cn, from);
+    forward_record(from, client, cn, line, ln, from && cur_flood);
   return stored;
 }
 
@@ -268,30 +270,37 @@ static int push_on_record(lua_State *L, void *ud) {
  * which is records_accept itself unless a script replaced it. */
 static void receive(const char *from, const char *client, size_t cn,
                     int64_t sec, int32_t nsec, const char *line, size_t ln,
-                    peer_tally_t *sync) {
+                    peer_tally_t *sync, int flood) {
   /* A record no newer than the stored one could never be stored (the store
    * keeps only newer ones), so it skips Lua: in a meshed herd about half of
    * all receptions are such echoes of a flood. */
   const store_rec_t *cur = store_get(client, cn);
-  if (cur && store_compare(sec, nsec, line, ln, cur) <= 0) {
+  int order = cur ? store_compare(sec, nsec, line, ln, cur) : 1;
+  if (order <= 0) {
     stats.stale++;
+    /* The record itself, flooded as a fallback: it goes on once from here
+     * too, since the neighbours this server sent it to may not be all. */
+    if (flood && order == 0) forward_flood_again(from, cur);
     return;
   }
   lua_State *L = script_current();
   script_push_hook(L, HOOK_ON_RECORD);
   cur_sync = sync;
+  cur_flood = flood;
   if (lua_tocfunction(L, -1) == records_l_accept) {
     /* The built-in rule, with no script around it: no Lua at all. */
     lua_pop(L, 1);
     const char *err;
     records_accept(from, client, cn, sec, nsec, line, ln, &err);
     cur_sync = NULL;
+    cur_flood = 0;
     return;
   }
   lua_pop(L, 1);
   record_args_t a = {from, client, cn, sec, nsec, line, ln};
   script_run(L, push_on_record, &a, 0, "on_record");
   cur_sync = NULL;
+  cur_flood = 0;
 }
 
 void records_init(uv_loop_t *l) {

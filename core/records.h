@@ -3,8 +3,9 @@
  * Owns its format (built from an IAMAT, parsed, checked, compared as the
  * same report) and the accept rule: a record from a neighbour is checked,
  * stored if newer (core/store.c, which the state on disk follows), then
- * flooded on through core/peer.c to every neighbour but the sender; a
- * record that came by reconciliation is counted for its pull, not flooded.
+ * forwarded by the dissemination rule (core/forward.c: every neighbour but
+ * the sender under the built-in flood); a record that came by
+ * reconciliation is counted for its pull, not forwarded.
  * peer.c hands received records up through the handler records_init
  * registers (peer.c does not include this header); they go to the
  * scripts' on_record hook, which is records_l_accept itself (then no Lua
@@ -34,8 +35,9 @@ extern const luaL_Reg records_lua_fns[];
 
 /* The accept rule: a record from the neighbour `from` must pass
  * records_check; a record of this server's own (from NULL: an IAMAT's
- * reply) is not checked. It is stored if newer, then flooded to every
- * neighbour but `from`. Returns 1 stored, 0 not newer, or -1 with *err,
+ * reply) is not checked. It is stored if newer, then forwarded
+ * (core/forward.c: under the built-in flood, to every neighbour but
+ * `from`). Returns 1 stored, 0 not newer, or -1 with *err,
  * dropped or refused by the store (logged). */
 int records_accept(const char *from, const char *client, size_t cn, int64_t sec,
                    int32_t nsec, const char *line, size_t ln, const char **err);

@@ -56,6 +56,7 @@ static const struct {
     [HOOK_NEIGHBOURS] = {"neighbours", 2, 1},
     [HOOK_ON_START] = {"on_start", 0, 0},
     [HOOK_ON_LINK] = {"on_link", 2, 0},
+    [HOOK_FORWARD] = {"forward", 3, 0},
 };
 
 static long live_refs;
@@ -766,7 +767,7 @@ int script_load(lua_State *L, const char *path, char *err, size_t errlen) {
     if (h < 0) {
       snprintf(err, errlen,
                "%s: unknown hook '%s' (hooks are on_line, on_record, "
-               "neighbours, on_start, on_link)",
+               "neighbours, on_start, on_link, forward)",
                path, key ? key : luaL_typename(L, -2));
       lua_pop(L, 3);
       return -1;

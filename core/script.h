@@ -19,6 +19,7 @@ typedef enum {
   HOOK_NEIGHBOURS, /* neighbours(self, config) -> { names }         */
   HOOK_ON_START,   /* on_start()                                    */
   HOOK_ON_LINK,    /* on_link(peer, up)                             */
+  HOOK_FORWARD, /* forward(origin, from, live) -> { names } | "flood", rule */
   HOOK_COUNT
 } hook_t;
 

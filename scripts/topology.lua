@@ -1,6 +1,12 @@
 -- topology: this server's neighbours, from the config's `links`, a list of
 -- bidirectional pairs { "Riley", "Jaquez" }. A link that names an unknown
 -- server is a start-up error.
+-- And the dissemination rule, the config's `dissemination`: "flood" (the
+-- default: no forward hook, the core's built-in flood) or "tree" (the
+-- forward hook of dissemination.lua's tree over these links).
+local core = require "core"
+local dissemination = require "dissemination"
+
 local M = {}
 
 function M.neighbours(self, config)
@@ -30,4 +36,26 @@ function M.neighbours(self, config)
   return out
 end
 
-return { neighbours = M.neighbours }
+-- The forward hook for config's dissemination (nil: the built-in flood);
+-- an unknown rule is an error at load, so --check reports it.
+function M.forward(config)
+  local rule = config.dissemination
+  if rule == nil or rule == "flood" then return nil end
+  if rule ~= "tree" then
+    error(('dissemination must be "flood" or "tree", got %s'):format(
+      type(rule) == "string" and '"' .. rule .. '"' or "a " .. type(rule)), 0)
+  end
+  local names = {}
+  for name in pairs(config.servers) do names[#names + 1] = name end
+  table.sort(names)
+  local tree -- built at the first call, once this server's name is known
+  return function(origin, from, live)
+    tree = tree or dissemination.tree(core.name, names, function(n)
+      return M.neighbours(n, config)
+    end)
+    return tree(origin, from, live)
+  end
+end
+
+core.config_key("dissemination")
+return { neighbours = M.neighbours, forward = M.forward(core.config) }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs the busted suites and ends with the plain line "N passed, N failed".
-# tools/test.sh [default|chaos]
+# tools/test.sh [default|chaos|state|tree]
 # Servers a failed spec left behind are stopped, and sanitizer reports from
 # any server (a SANITIZE=1 build) count as failures.
 cd "$(dirname "$0")/.." || exit 1

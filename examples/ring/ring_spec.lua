@@ -42,6 +42,7 @@ describe("examples/ring #integration", function()
   end)
 
   it("hands a list of pairs on to the built-in topology when chained after it", function()
+    require("helpers.fake_core").install()
     local topology = dofile("scripts/topology.lua").neighbours
     local conf = { servers = servers4, links = { { "A", "C" } } }
     assert.same({ "C" }, ring.neighbours("A", conf, topology))

@@ -34,6 +34,8 @@ FIVE = ["Riley", "Jaquez", "Juzang", "Campbell", "Bernard"]
 LINKS = [("Riley", "Jaquez"), ("Riley", "Juzang"), ("Bernard", "Jaquez"),
          ("Bernard", "Juzang"), ("Bernard", "Campbell"), ("Juzang", "Campbell")]
 WRITER, READER = "Riley", "Campbell"  # two hops apart: Riley - Juzang - Campbell
+MESH = ["S%02d" % i for i in range(1, 21)]  # the 20-server full mesh (issue 17)
+MESH_LINKS = [(a, b) for i, a in enumerate(MESH) for b in MESH[i + 1:]]
 SECRET = "herd-bench-secret-not-for-production"
 LADDER = [1000, 2000, 3000, 5000, 7000, 10000, 15000, 20000, 30000, 50000, 70000,
           100000, 150000, 200000, 300000, 500000, 700000, 1000000]
@@ -272,6 +274,22 @@ class Herd(System):
         return e
 
 
+class HerdTree(Herd):
+    """herd with dissemination = "tree" (records along each origin's
+    shortest-path tree), beside the flooding herd."""
+    key, label = "herd_tree", "herd tree"
+    groups = ("five", "mesh")
+
+    def write_config(self, ports, names, links, tmp, tls=False):
+        path = super().write_config(ports, names, links, tmp, tls)
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace('  secret = "%s",\n' % SECRET,
+                                 '  dissemination = "tree",\n  secret = "%s",\n' % SECRET))
+        return path
+
+
 class HerdState(Herd):
     """herd keeping its records on disk (HERD_STATE_DIR, state_sync batch)."""
     key, label = "herd", "herd"
@@ -502,6 +520,11 @@ FIGS = [
     Fig("s_w99n", "the same without state_dir (µs)", "us", "lower", "printed"),
     Fig("s_rec", "RSS bytes per stored record, state_dir (1M)", "B", "lower", "< 2× without"),
     Fig("f_hs", "peer link handshake, median of the herd's links (ms)", "ms", "lower", "printed"),
+    Fig("p_cut99", "2-hop p99 at 5k/s, Riley-Juzang cut midway (µs)", "us", "lower", "tree < 50 ms"),
+    Fig("m20_rx", "20-server mesh: peer records received per IAMAT", "", "lower", "tree ≤ 38"),
+    Fig("m20_n16", "IAMAT/s 20-server mesh, 16 in flight x8 conns", "/s", "higher", "printed"),
+    Fig("m20_drain", "20-server mesh: ms after that load until no record moves", "ms", "lower", "printed"),
+    Fig("m20_all", "20-server mesh: IAMAT/s all servers absorbed", "/s", "higher", "tree ≥ 5× flood"),
 ]
 # Catch-up: an empty server joins holders of N records (tests/tools/catchup.py),
 # an IAMAT probe every 1 ms at every server; N = 1M (--quick: 50k), and 5M.
@@ -527,7 +550,8 @@ GROUPS = [  # figure groups, in the order they run (the time budget cuts the las
     ("start", ["start"]),
     ("alone", ["a_n1", "a_n16", "a_tls16", "a_one", "rtt1", "w_local", "w_localq"]),
     ("five", ["f_n1", "f_n16", "f_one", "p_low50", "p_low99", "p_max", "p_max99",
-              "p_at_a99", "p_at_u99", "f_hs"]),
+              "p_at_a99", "p_at_u99", "f_hs", "p_cut99"]),
+    ("mesh", ["m20_rx", "m20_n16", "m20_drain", "m20_all"]),
     ("whatsat", ["w_total", "w_p99", "w_rtt0", "w_http0", "w_over"]),
     ("idle", ["m_conn"]),
     ("records", ["m_rec"]),
@@ -584,8 +608,8 @@ class Bench:
         self.tls_files = None
         self.mock0_port = 0
         # the order within each round
-        self.systems = [Herd(self), HerdInsecure(self), Asyncio(self), Uvloop(self), Line(self),
-                        AsyncioBatched(self), UvloopBatched(self)]
+        self.systems = [Herd(self), HerdTree(self), HerdInsecure(self), Asyncio(self),
+                        Uvloop(self), Line(self), AsyncioBatched(self), UvloopBatched(self)]
         self.round_rate = {}  # (system, round) -> its ladder's rate
         self.ladder_idx = {}  # system -> its last ladder step
         # waiting for a quiet machine: at most quiet_wait before a run, and
@@ -612,11 +636,14 @@ class Bench:
         return self.tls_files
 
     # -------------------------------------------------------------- loadgen
-    def loadgen(self, mode, *args, timeout=60, env=None, pin=None):
+    def loadgen(self, mode, *args, timeout=60, env=None, pin=None, before=None):
+        """before: called once the machine is quiet, just before the run."""
         if self.time_left() < 0:
             raise NA("time budget of %.0f s used up (--budget)" % self.args.budget)
         cmd = (self.pin_load if pin is None else pin) + [LOADGEN, mode] + [str(a) for a in args]
         self.last_quiet = self.wait_quiet()
+        if before:
+            before()
         try:
             r = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
                                env=env)
@@ -773,11 +800,11 @@ class Bench:
                            self.rate_run(key, s.key, cl.port(name), mode, args)))
         return steps
 
-    def prop(self, cl, rate, dur, warm):
+    def prop(self, cl, rate, dur, warm, before=None):
         return self.loadgen("prop", "--port", cl.port(WRITER), "--port2", cl.port(READER),
                             "--rate", rate, "--duration", dur, "--warmup", warm,
                             "--poll-fmt", POLL, "--poll-lines", POLL_LINES,
-                            timeout=dur + warm + 30)
+                            timeout=dur + warm + 30, before=before)
 
     def sustained(self, r):
         return r.get("sustained") == 1 and r["p99_us"] < PROP_P99_LIMIT_US
@@ -1192,9 +1219,118 @@ class Bench:
                 (prop[:2], lambda s: s.propagation, self.prop_low),
                 (prop[2:4], lambda s: s.propagation and getattr(s, "ladder", True), self.ladder),
                 (prop[4:], lambda s: s.key in ("herd", "asyncio", "uvloop"), self.p99_at_baselines),
+                (["p_cut99"], lambda s: s.key in ("herd", "herd_tree"), self.prop_cut),
             ], clusters)
         finally:
             self.stop_clusters(clusters)
+
+    def ctl(self, cl, name, *command):
+        env = cl.system.env(None, os.path.join(cl.tmp, "logs"))
+        r = subprocess.run([cl.system.BIN, "ctl", "--config", cl.cfg, name] + list(command),
+                           capture_output=True, timeout=10, env=env)
+        return r.stdout.decode(errors="replace")
+
+    def prop_cut(self, s, cl):
+        """The 2-hop propagation (Riley to Campbell, whose path in Riley's
+        tree is Riley - Juzang - Campbell) at 5k/s while Riley's link to
+        Juzang is cut a third into the run, for longer than the run: the
+        tree's fallback (or the flood's other paths) carries what follows."""
+        import threading
+        dur = max(self.prop_dur, 1.5)
+        cut_ms = int((dur + self.warm + 2) * 1000)
+        said = []
+        timer = threading.Timer(self.warm + dur / 3, lambda: said.append(
+            self.ctl(cl, WRITER, "cut", "Juzang", str(cut_ms))))
+        try:
+            r = self.prop(cl, 5000, dur, self.warm, before=timer.start)
+        finally:
+            timer.cancel()
+        if len(said) != 1 or not said[0].startswith("ok"):
+            raise NA("herd ctl %s cut Juzang did not say ok: %r" % (WRITER, said))
+        if not r["seen"]:
+            raise NA("no probe seen at %s within 1 s (%d of %d lost)"
+                     % (READER, r["timeouts"], r["probes"]))
+        self.record("p_cut99", s.key, r["p99_us"], r["lg_cpu_pct"])
+        self.note[("p_cut99", s.key)] = "%d of %d probes not seen in 1 s" % (r["timeouts"], r["probes"]) \
+            if r["timeouts"] else self.note.get(("p_cut99", s.key), "")
+        deadline = time.monotonic() + cut_ms / 1000 + 10
+        while time.monotonic() < deadline:  # the next round needs the link back
+            if " down " not in self.ctl(cl, WRITER, "links") and \
+                    " cut " not in self.ctl(cl, WRITER, "links"):
+                break
+            time.sleep(0.2)
+
+    def group_mesh(self, systems):
+        """The 20-server full mesh, flood against tree: the peer records all
+        servers receive per IAMAT (from herd ctl stats), the IAMAT rate at
+        one server, and how long the herd takes to finish forwarding after
+        the load stops (polled)."""
+        figs = ["m20_rx", "m20_n16", "m20_drain", "m20_all"]
+        for s in systems:
+            if not isinstance(s, Herd):
+                self.mark_na(figs, s.key, "herd only (its stats count the receptions)")
+        systems = [s for s in systems if isinstance(s, Herd)]
+        clusters = self.start_clusters(systems, MESH, MESH_LINKS, figs)
+        try:
+            for cl in clusters.values():
+                self.mesh_links_up(cl)
+            self.interleave(systems, [(figs, lambda s: True, self.step_mesh)], clusters)
+        finally:
+            self.stop_clusters(clusters)
+
+    def ctl_stats(self, cl, name):
+        env = cl.system.env(None, os.path.join(cl.tmp, "logs"))
+        r = subprocess.run([cl.system.BIN, "ctl", "--config", cl.cfg, name, "stats"],
+                           capture_output=True, timeout=10, env=env)
+        out = {}
+        for line in r.stdout.decode(errors="replace").splitlines():
+            k, _, v = line.partition(" ")
+            if v.isdigit():
+                out[k] = int(v)
+        return out
+
+    def mesh_sum(self, cl, key):
+        return sum(self.ctl_stats(cl, n).get(key, 0) for n in cl.names)
+
+    def mesh_links_up(self, cl, timeout=30.0):
+        want = len(cl.names) - 1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            env = cl.system.env(None, os.path.join(cl.tmp, "logs"))
+            up = 0
+            for n in cl.names:
+                r = subprocess.run([cl.system.BIN, "ctl", "--config", cl.cfg, n, "links"],
+                                   capture_output=True, timeout=10, env=env)
+                up += r.stdout.decode(errors="replace").count(" up ") == want
+            if up == len(cl.names):
+                return
+            time.sleep(0.2)
+        raise NA("the mesh's links did not all come up in %.0f s" % timeout)
+
+    def step_mesh(self, s, cl):
+        rx0 = self.mesh_sum(cl, "peer_records_in")
+        acks0 = self.ctl_stats(cl, MESH[0]).get("replies_out", 0)
+        r = self.loadgen("iamat", "--port", cl.port(MESH[0]), "--duration", self.dur,
+                         "--warmup", self.warm, "--inflight", 16, timeout=self.dur + 30)
+        self.check_ok(r, FIG["m20_n16"].label)
+        end = time.monotonic()
+        self.record("m20_n16", s.key, r["rate"], r["lg_cpu_pct"])
+        last, moved = None, end
+        while time.monotonic() - end < 60:  # until the receptions stop moving
+            rx = self.mesh_sum(cl, "peer_records_in")
+            if rx != last:
+                last, moved = rx, time.monotonic()
+            elif time.monotonic() - moved > 0.5:
+                break
+            time.sleep(0.1)
+        acks = self.ctl_stats(cl, MESH[0]).get("replies_out", 0) - acks0
+        if acks <= 0:
+            raise NA("no IAMAT acknowledged")
+        self.record("m20_rx", s.key, (last - rx0) / acks, busy=None)
+        self.record("m20_drain", s.key, (moved - end) * 1000, busy=None)
+        # What the whole herd kept up with: every IAMAT acknowledged (the
+        # warm-up's too) over the load's time and the time to forward it all.
+        self.record("m20_all", s.key, acks / (self.warm + self.dur + moved - end), busy=None)
 
     def handshakes(self, sysk, cl):
         """The link handshake times the herd's servers logged ("handshake
@@ -1346,6 +1482,13 @@ def target_status(fig, vals, rats):
         return ""
     a, u, l = rats.get("asyncio"), rats.get("uvloop"), rats.get("line")
     k = fig.key
+    t = vals.get("herd_tree")
+    if k == "m20_rx" and t is not None:
+        return "met" if t <= 38 else "NOT met"
+    if k == "p_cut99" and t is not None:
+        return "met" if t < 50000 else "NOT met"
+    if k == "m20_all" and rats.get("herd_tree"):
+        return "met" if rats["herd_tree"] <= 0.2 else "NOT met"  # herd (flood) ÷ tree
     if k == "f_n16" and rats.get("herd_plain") and a is None and u is None:
         # TLS links against plaintext ones: at most 15 % slower
         return "met" if rats["herd_plain"] >= 0.85 else "NOT met"
@@ -1389,7 +1532,7 @@ def target_status(fig, vals, rats):
     return ""
 
 
-SYSTEM_COLUMNS = ("herd_plain", "asyncio", "uvloop", "asyncio_b", "uvloop_b", "line")
+SYSTEM_COLUMNS = ("herd_tree", "herd_plain", "asyncio", "uvloop", "asyncio_b", "uvloop_b", "line")
 LINE_ALONE = {"f_n1": "a_n1", "f_n16": "a_n16", "f_one": "a_one"}  # the line server has no herd
 
 

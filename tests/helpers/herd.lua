@@ -242,6 +242,17 @@ function M.start(conf, opts)
     conf.state_dir = h.dir .. "/state"
     conf.state_sync = sync
   end
+  -- HERD_TEST_DISSEMINATION (flood, tree): a herd whose config says no
+  -- rule and that loads the built-in topology runs that one, so a suite
+  -- runs under the tree rule (make test-tree).
+  local rule = os.getenv("HERD_TEST_DISSEMINATION")
+  local builtin = conf.scripts == nil
+  for _, entry in ipairs(type(conf.scripts) == "table" and conf.scripts or {}) do
+    builtin = builtin or entry == "topology"
+  end
+  if rule and rule ~= "" and conf.dissemination == nil and builtin then
+    conf.dissemination = rule
+  end
   h.conf = conf
   h.config = h.dir .. "/herd.lua"
   write_file(h.config, "return " .. serialize(conf) .. "\n")

@@ -83,7 +83,7 @@ describe("a herd of five #integration", function()
     assert.truthy(all_have(h, NAMES, "ends", reply))
     herd.sleep(0.2)
     local before = 0
-    for _, n in ipairs(NAMES) do before = before + h:stats(n).peer_records_flooded end
+    for _, n in ipairs(NAMES) do before = before + h:stats(n).peer_records_forwarded end
     for _, n in ipairs(NAMES) do
       local c = h:client(n)
       c:request("IAMAT ends +1+1 5000.5")
@@ -92,7 +92,7 @@ describe("a herd of five #integration", function()
     end
     herd.sleep(0.3)
     local after = 0
-    for _, n in ipairs(NAMES) do after = after + h:stats(n).peer_records_flooded end
+    for _, n in ipairs(NAMES) do after = after + h:stats(n).peer_records_forwarded end
     assert.equal(before, after)
     assert.equal(reply, h:record("Campbell", "ends"))
   end)

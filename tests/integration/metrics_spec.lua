@@ -122,7 +122,7 @@ describe("metrics #integration", function()
       end
       assert.is_true(n >= 30, "only " .. n .. " stats")
       assert.equal(1, value(fams, "herd_info", "herd_info",
-        { name = "A", provider = "google", links = "tls-secret" }))
+        { name = "A", provider = "google", links = "tls-secret", dissemination = "flood" }))
       assert.equal(1, value(fams, "herd_link_up", "herd_link_up", { peer = "B" }))
       assert.is_not_nil(value(fams, "herd_link_bytes_queued", "herd_link_bytes_queued", { peer = "B" }))
       assert.equal("counter", fams.herd_link_frames_out.type)

@@ -85,7 +85,7 @@ describe("records from peers", function()
     assert.is_nil(records_seen(p, 0.3).kiwi)
     local after = h:stats("H")
     assert.equal(before.peer_records_stale + 1, after.peer_records_stale)
-    assert.equal(before.peer_records_flooded, after.peer_records_flooded)
+    assert.equal(before.peer_records_forwarded, after.peer_records_forwarded)
   end)
 
   it("drops a record that disagrees with its fields or is out of range, naming the sender", function()

@@ -1,3 +1,5 @@
+local fake_core = require "helpers.fake_core"
+fake_core.install()
 local topology = dofile("scripts/topology.lua")
 
 local servers = { Riley = {}, Jaquez = {}, Juzang = {}, Campbell = {}, Bernard = {} }
