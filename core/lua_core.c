@@ -21,7 +21,7 @@
 #include "places.h"
 #include "records.h"
 #include "script.h"
-#include "store.h"
+#include "store_lua.h"
 
 typedef struct ltimer {
   uv_timer_t handle;
@@ -215,58 +215,6 @@ int lua_core_timer_count(lua_State *L) {
   return n;
 }
 
-static int l_store_put(lua_State *L) {
-  size_t cn, ln;
-  const char *client = luaL_checklstring(L, 1, &cn);
-  lua_Integer sec = luaL_checkinteger(L, 2);
-  lua_Integer nsec = luaL_checkinteger(L, 3);
-  const char *line = luaL_checklstring(L, 4, &ln);
-  if (nsec < 0 || nsec > 999999999) luaL_argerror(L, 3, "nsec out of range");
-  int rc = store_put(client, cn, sec, (int32_t)nsec, line, ln);
-  if (rc < 0) return fail(L, store_refusal(rc));
-  lua_pushboolean(L, rc);
-  return 1;
-}
-
-static int l_store_get(lua_State *L) {
-  size_t cn;
-  const char *client = luaL_checklstring(L, 1, &cn);
-  const store_rec_t *r = store_get(client, cn);
-  if (!r) return 0;
-  lua_pushlstring(L, STORE_LINE(r), r->line_len);
-  lua_pushinteger(L, r->sec);
-  lua_pushinteger(L, r->nsec);
-  return 3;
-}
-
-/* The stored timestamp alone: the cheap check on every IAMAT's path. */
-static int l_store_stamp(lua_State *L) {
-  size_t cn;
-  const char *client = luaL_checklstring(L, 1, &cn);
-  const store_rec_t *r = store_get(client, cn);
-  if (!r) return 0;
-  lua_pushinteger(L, r->sec);
-  lua_pushinteger(L, r->nsec);
-  return 2;
-}
-
-static int l_store_count(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)store_count());
-  return 1;
-}
-
-static void push_rec(const store_rec_t *r, void *ud) {
-  lua_State *L = ud;
-  lua_pushlstring(L, STORE_LINE(r), r->line_len);
-  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-}
-
-static int l_store_lines(lua_State *L) {
-  lua_createtable(L, (int)store_count(), 0);
-  store_each(push_rec, L);
-  return 1;
-}
-
 static int l_flood(lua_State *L) {
   size_t cn;
   const char *client = luaL_checklstring(L, 1, &cn);
@@ -303,12 +251,9 @@ int luaopen_core(lua_State *L) {
                                  {"links", l_links},
                                  {"stats", lua_core_stats},
                                  {NULL, NULL}};
-  static const luaL_Reg store_fns[] = {
-      {"put", l_store_put},     {"get", l_store_get},
-      {"stamp", l_store_stamp}, {"count", l_store_count},
-      {"lines", l_store_lines}, {NULL, NULL}};
   luaL_newlib(L, fns);
-  luaL_newlib(L, store_fns);
+  lua_newtable(L);
+  luaL_setfuncs(L, store_lua_fns, 0);
   lua_setfield(L, -2, "store");
   http_lua_register(L);
   places_lua_register(L);

@@ -51,11 +51,12 @@ function M.new(opts)
     core.floods[#core.floods + 1] = { client = client, except = except }
     return 0
   end
-  -- The record rule of core/records.c (tested against the real core in
-  -- tests/integration/records_spec.lua), on the fake store: a peer's
-  -- record is checked (unless checked says a script's format did), this
-  -- server's own (from nil) is not; stored if newer, then flooded to all
-  -- but the sender.
+  -- The record rule of core/records.c on the fake store; the same cases
+  -- run against both in tests/integration/fake_core_conformance_spec.lua.
+  -- A peer's record is checked (unless checked says a script's format
+  -- did), this server's own (from nil) is not; it is stored if newer, then
+  -- flooded to all but the sender, unless it came by reconciliation.
+  local syncing -- the tally of the pull core.receive hands up, or nil
   function core.accept_record(from, client, sec, nsec, line, checked)
     if from and not checked then
       local ok, err = require("herdtext").at(line, client, sec, nsec)
@@ -64,16 +65,48 @@ function M.new(opts)
         return nil, err
       end
     end
-    local stored = core.store.put(client, sec, nsec, line)
-    if stored then core.flood(client, from) end
+    local stored, err = core.store.put(client, sec, nsec, line)
+    if stored == nil then
+      core.warn(("record for %s%s refused: %s"):format(client:sub(1, 64),
+        from and " from " .. from or "", err))
+      return nil, err
+    end
+    if stored and syncing then
+      syncing.stored = syncing.stored + 1 -- the pull hints instead
+    elseif stored then
+      core.flood(client, from)
+    end
     return stored
+  end
+  -- A neighbour's record as the core hands it up: one no newer than the
+  -- stored record is dropped before any Lua runs; the others go to the
+  -- on_record hook (core.on_record if the test sets one, else the
+  -- server's default, accept_record). sync: it came by a reconciliation
+  -- pull, which is not flooded; returns the pull's tally then (stored,
+  -- refused: the fake has no store limit, so refused is 0).
+  function core.receive(from, client, sec, nsec, line, sync)
+    local old = core.records[client]
+    local fresh = not old or newer(sec, nsec, line, old)
+    local tally = sync and { stored = 0 } or nil
+    if fresh then
+      syncing = tally
+      local ok, err = pcall(core.on_record or core.accept_record, from, client, sec, nsec, line)
+      syncing = nil
+      if not ok then core.warn("on_record: " .. tostring(err)) end
+    end
+    if tally then return tally.stored, 0 end
   end
   function core.links() return {} end
   function core.stats() return {} end
 
   core.store = {}
+  -- Bounds of core/store.h (STORE_MAX_CLIENT, STORE_MAX_LINE).
+  local MAX_CLIENT, MAX_LINE = 1024, 8192
   function core.store.put(client, sec, nsec, line)
     line = line:gsub("\n$", "") -- as the core: a final newline is not kept
+    if #client == 0 or #client > MAX_CLIENT or #line == 0 or #line > MAX_LINE then
+      return nil, "record too long or empty"
+    end
     local old = core.records[client]
     if old and not newer(sec, nsec, line, old) then return false end
     core.records[client] = { sec = sec, nsec = nsec, line = line }
