@@ -2,7 +2,7 @@
  * flood on; a record by reconciliation not flooded) over the real store
  * (core/store.c, and core/store_lua.c for core.store), as a plain Lua
  * module, so unit specs test the core's rule rather than a model of it.
- * Only what lies around the rule is stubbed: the transport (peer_flood
+ * Only what lies around the rule is stubbed: the transport (forward_record
  * notes each flood: the client and the neighbour left out), the log (lines
  * are kept) and the scripts' on_record hook (records_l_accept itself, the
  * server's default, unless the spec sets one). Built by tests/c/Makefile
@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../core/forward.h"
 #include "../../core/log.h"
 #include "../../core/peer.h"
 #include "../../core/records.h"
@@ -76,11 +77,17 @@ static void clear(notes_t *ns) {
 
 /* ---- the stubs records.c links against ---- */
 
-int peer_flood(const char *client, size_t len, const char *except) {
-  note(&floods, dup_or_null(client, len),
-       dup_or_null(except, except ? strlen(except) : 0));
+/* The built-in rule (flood): every live link but the sender's. */
+int forward_record(const char *from, const char *client, size_t cn,
+                   const char *line, size_t ln, int flood) {
+  note(&floods, dup_or_null(client, cn),
+       dup_or_null(from, from ? strlen(from) : 0));
   return 1;
 }
+
+/* Only a FLOODREC (tree dissemination) comes with flood set; receive
+ * never sets it. */
+void forward_flood_again(const char *from, const store_rec_t *r) {}
 
 void peer_set_record_handler(peer_record_fn fn) {
   handler = fn;
@@ -151,7 +158,7 @@ static int l_receive(lua_State *L) {
   peer_tally_t tally = {0, 0};
   calling = L;
   handler(from, client, cn, sec, (int32_t)nsec, line, ln,
-          by_sync ? &tally : NULL);
+          by_sync ? &tally : NULL, 0);
   calling = NULL;
   if (!by_sync) return 0;
   lua_pushinteger(L, (lua_Integer)tally.stored);
