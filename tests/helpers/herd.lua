@@ -23,6 +23,15 @@ local function sh(cmd)
 end
 M.sh = sh
 
+-- Runs cmd with its stderr in its output; returns its exit code (0 on
+-- success) and the output.
+function M.command(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("a")
+  local ok, _, code = p:close()
+  return ok and 0 or code, out
+end
+
 local function sleep(s) socket.sleep(s) end
 M.sleep = sleep
 

@@ -13,12 +13,7 @@ local IDS = tonumber(os.getenv("HERD_FLOOD_IDS") or "20000")
 local PASSES = 3   -- each id is sent this many times, newer each time
 local BATCH = 100  -- attacker lines sent per probe round trip
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local ok, _, code = p:close()
-  return ok and 0 or code, out
-end
+local sh = herd.command
 
 local function colliding_ids(n)
   local rc, out = sh("make -s -C tests/c")

@@ -10,8 +10,8 @@
 -- fresh connection and is answered.
 -- Ports 29540 (clients), 30540 (peers), 29541 (mock provider).
 local herd = require "helpers.herd"
+local strace = require "helpers.strace"
 local mock_places = require "helpers.places_mock"
-local socket = require "socket"
 
 local MOCK = 29541
 local N = 40
@@ -39,12 +39,7 @@ end
 describe("a kept provider connection #integration #http", function()
   local m, h, c, spid
   local function detach()
-    if not spid then return end
-    os.execute("kill -TERM " .. spid .. " 2>/dev/null")
-    local deadline = socket.gettime() + 5
-    while socket.gettime() < deadline and os.execute("kill -0 " .. spid .. " 2>/dev/null") do
-      herd.sleep(0.02)
-    end
+    strace.detach(spid)
     spid = nil
   end
   after_each(function()
@@ -56,10 +51,7 @@ describe("a kept provider connection #integration #http", function()
   end)
 
   it("costs no epoll_ctl per WHATSAT, and its close by the provider is noticed", function()
-    if not os.execute("command -v strace >/dev/null 2>&1") then
-      pending("strace is not installed")
-      return
-    end
+    strace.require()
     m = mock_places.start(MOCK)
     -- a provider a little slower than the send: curl must wait for the answer
     m:config({ delay_ms = 5 })
@@ -74,11 +66,7 @@ describe("a kept provider connection #integration #http", function()
     whatsat(c, "kept1") -- opens the connection
     local pid = h:pid("A")
     local trace = herd.tmpdir() .. "/A.trace"
-    local p = io.popen(("strace -qq -e trace=epoll_ctl -o %s -p %d >/dev/null 2>&1 & echo $!")
-      :format(herd.quote(trace), pid))
-    spid = tonumber(p:read("a"))
-    p:close()
-    herd.sleep(0.5)
+    spid = strace.attach(pid, trace, "-qq -e trace=epoll_ctl")
     for i = 2, N do whatsat(c, "kept" .. i) end -- each one a different query
     herd.sleep(0.2)
     detach()

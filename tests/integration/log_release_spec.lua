@@ -7,26 +7,16 @@
 -- loop's thread (the process's first thread: its id is the process id).
 -- Port 29525 (clients), 30525 (peers).
 local herd = require "helpers.herd"
-local socket = require "socket"
+local strace = require "helpers.strace"
 
 local N = 200000
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local ok, _, code = p:close()
-  return ok and 0 or code, out
-end
+local sh = herd.command
 
 describe("the log under load", function()
   local h, spid
   local function detach()
-    if not spid then return end
-    os.execute("kill -TERM " .. spid .. " 2>/dev/null")
-    local deadline = socket.gettime() + 5
-    while socket.gettime() < deadline and os.execute("kill -0 " .. spid .. " 2>/dev/null") do
-      herd.sleep(0.02)
-    end
+    strace.detach(spid)
     spid = nil
   end
   after_each(function()
@@ -36,20 +26,14 @@ describe("the log under load", function()
   end)
 
   it("releases written chunks from the page cache on a thread other than the loop's", function()
-    if not os.execute("command -v strace >/dev/null 2>&1") then
-      error("strace is not installed (make deps installs it)")
-    end
+    strace.require()
     local rc, out = sh("make -s -C tests/bench loadgen")
     assert(rc == 0, "make -C tests/bench loadgen failed:\n" .. out)
     local dir = herd.tmpdir()
     h = herd.start({ servers = { A = { port = 29525 } } })
     local pid = h:pid("A")
     local trace = dir .. "/A.trace"
-    local p = io.popen(("strace -f -qq -e trace=sync_file_range,fadvise64 -o %s -p %d >/dev/null 2>&1 & echo $!")
-      :format(herd.quote(trace), pid))
-    spid = tonumber(p:read("a"))
-    p:close()
-    herd.sleep(0.5)
+    spid = strace.attach(pid, trace, "-f -qq -e trace=sync_file_range,fadvise64")
     rc, out = sh(("tests/bench/loadgen iamat --port %d --count %d --conns 8 --inflight 16 --duration 120")
       :format(h:port("A"), N))
     assert(rc == 0, "loadgen failed:\n" .. out)

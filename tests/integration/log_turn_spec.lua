@@ -8,19 +8,14 @@
 -- most one write per 2 ms (logs_spec and the bench cover that).
 -- Port 29545 (clients), 30545 (peers).
 local herd = require "helpers.herd"
-local socket = require "socket"
+local strace = require "helpers.strace"
 
 local N = 5
 
 describe("the log of a quiet server", function()
   local h, c, spid
   local function detach()
-    if not spid then return end
-    os.execute("kill -TERM " .. spid .. " 2>/dev/null")
-    local deadline = socket.gettime() + 5
-    while socket.gettime() < deadline and os.execute("kill -0 " .. spid .. " 2>/dev/null") do
-      herd.sleep(0.02)
-    end
+    strace.detach(spid)
     spid = nil
   end
   after_each(function()
@@ -31,19 +26,12 @@ describe("the log of a quiet server", function()
   end)
 
   it("is written in the turn that logged, not by a timer after it", function()
-    if not os.execute("command -v strace >/dev/null 2>&1") then
-      pending("strace is not installed")
-      return
-    end
+    strace.require()
     h = herd.start({ servers = { A = { port = 29545 } } })
     c = h:client("A")
     assert.matches("^AT ", c:request("IAMAT warm +34.068930-118.445127 " .. herd.now()))
     local trace = herd.tmpdir() .. "/A.trace"
-    local p = io.popen(("strace -qq -s 16 -e trace=write,epoll_wait -o %s -p %d >/dev/null 2>&1 & echo $!")
-      :format(herd.quote(trace), h:pid("A")))
-    spid = tonumber(p:read("a"))
-    p:close()
-    herd.sleep(0.5)
+    spid = strace.attach(h:pid("A"), trace, "-qq -s 16 -e trace=write,epoll_wait")
     for i = 1, N do
       assert.matches("^AT ", c:request(("IAMAT quiet%d +34.068930-118.445127 %s"):format(i, herd.now())))
       herd.sleep(0.1)

@@ -4,6 +4,7 @@
 -- whichever path the reply takes.
 -- Ports 29300-29309 (clients), 30300-30309 (peers).
 local herd = require "helpers.herd"
+local strace = require "helpers.strace"
 local socket = require "socket"
 
 local NAMES = { "A", "B", "C" }
@@ -184,15 +185,9 @@ end)
 -- with "always", a reply naming client X is written only after a write of
 -- the state file that holds X's record and an fdatasync after that write.
 -- (strace shows what is written: the record's AT line is in its page.)
-local function have_strace()
-  return os.execute("command -v strace >/dev/null 2>&1")
-end
-
 local function attach(pid, path)
-  local p = io.popen(("strace -f -qq -s 65536 -e abbrev=none -e trace=write,writev,pwrite64,pwritev,fdatasync,fsync "
-    .. "-o %s -p %d >/dev/null 2>&1 & echo $!"):format(herd.quote(path), pid))
-  local spid = tonumber(p:read("a"))
-  p:close()
+  local spid = strace.attach(pid, path,
+    "-f -qq -s 65536 -e abbrev=none -e trace=write,writev,pwrite64,pwritev,fdatasync,fsync", 0)
   -- Attached once it has written anything (or after 2 s).
   herd.eventually(function()
     local s = herd.read_file(path)
@@ -200,14 +195,6 @@ local function attach(pid, path)
   end, 2)
   herd.sleep(0.2)
   return spid
-end
-
-local function detach(spid)
-  os.execute("kill -TERM " .. spid .. " 2>/dev/null")
-  local deadline = socket.gettime() + 5
-  while socket.gettime() < deadline and os.execute("kill -0 " .. spid .. " 2>/dev/null") do
-    herd.sleep(0.02)
-  end
 end
 
 -- Replies (writes to a client socket) naming an id "dur<letter><n>", and
@@ -244,16 +231,14 @@ describe("state_sync always #integration", function()
   local h, spid
 
   after_each(function()
-    if spid then detach(spid) end
+    strace.detach(spid)
     spid = nil
     if h then h:stop() end
     h = nil
   end)
 
   it("replies leave after their record's fdatasync: direct, deferred, resumed after a full socket, and peers' records are synced", function()
-    if not have_strace() then
-      error("strace is not installed (make deps installs it)")
-    end
+    strace.require()
     local dir = herd.tmpdir()
     local c = conf(dir .. "/state", "always", { limits = { out_pause = 32768 } })
     c.servers.C = nil
@@ -319,7 +304,7 @@ describe("state_sync always #integration", function()
     b:close()
     assert.truthy(herd.eventually(function() return h:record("A", "durp20") end, 5))
     herd.sleep(0.2)
-    detach(spid)
+    strace.detach(spid)
     spid = nil
 
     local replies, unsynced, synced = check_trace(trace)

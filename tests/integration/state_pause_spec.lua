@@ -8,31 +8,17 @@
 -- reaching the end of a file over 16 MiB.
 -- Port 29520 (clients), 30520 (peers).
 local herd = require "helpers.herd"
-local socket = require "socket"
+local strace = require "helpers.strace"
 
 local N = 300000
 local SLICE = 8 << 20
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local ok, _, code = p:close()
-  return ok and 0 or code, out
-end
-
-local function have_strace()
-  return os.execute("command -v strace >/dev/null 2>&1")
-end
+local sh = herd.command
 
 describe("state on disk under load", function()
   local h, spid
   local function detach()
-    if not spid then return end
-    os.execute("kill -TERM " .. spid .. " 2>/dev/null")
-    local deadline = socket.gettime() + 5
-    while socket.gettime() < deadline and os.execute("kill -0 " .. spid .. " 2>/dev/null") do
-      herd.sleep(0.02)
-    end
+    strace.detach(spid)
     spid = nil
   end
   after_each(function()
@@ -42,19 +28,13 @@ describe("state on disk under load", function()
   end)
 
   it("lets go of the state map's pages a slice of at most 8 MiB at a time", function()
-    if not have_strace() then
-      error("strace is not installed (make deps installs it)")
-    end
+    strace.require()
     local rc, out = sh("make -s -C tests/bench loadgen")
     assert(rc == 0, "make -C tests/bench loadgen failed:\n" .. out)
     local dir = herd.tmpdir()
     h = herd.start({ servers = { A = { port = 29520 } }, state_dir = dir .. "/state" })
     local trace = dir .. "/A.trace"
-    local p = io.popen(("strace -qq -e trace=madvise -o %s -p %d >/dev/null 2>&1 & echo $!")
-      :format(herd.quote(trace), h:pid("A")))
-    spid = tonumber(p:read("a"))
-    p:close()
-    herd.sleep(0.5)
+    spid = strace.attach(h:pid("A"), trace, "-qq -e trace=madvise")
     rc, out = sh(("tests/bench/loadgen iamat --port %d --count %d --conns 8 --inflight 8 --duration 120")
       :format(h:port("A"), N))
     assert(rc == 0, "loadgen failed:\n" .. out)

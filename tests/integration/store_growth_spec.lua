@@ -14,12 +14,7 @@ local herd = require "helpers.herd"
 local N = tonumber(os.getenv("HERD_GROWTH_RECORDS") or "350000")
 local PORT = 29100
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local ok, _, code = p:close()
-  return ok and 0 or code, out
-end
+local sh = herd.command
 
 -- The largest table size the store doubles from below n (the table starts
 -- at 1024 buckets and doubles when it holds one record more than buckets).

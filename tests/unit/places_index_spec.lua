@@ -18,12 +18,7 @@ local LUA = "lua5.4"
 local PLACES_TEST = os.getenv("SANITIZE") == "1"
   and "build/san/test/places_test" or "build/test/places_test"
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local ok, _, code = p:close()
-  return ok and 0 or code, out
-end
+local sh = require("helpers.herd").command
 
 local function tmpname()
   return os.tmpname()

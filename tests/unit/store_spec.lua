@@ -16,12 +16,7 @@ local RECORDS = os.getenv("HERD_STORE_TEST_RECORDS") or "20000"
 local STORE_TEST = os.getenv("SANITIZE") == "1"
   and "build/san/test/store_test" or "build/test/store_test"
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local ok, _, code = p:close()
-  return ok and 0 or code, out
-end
+local sh = require("helpers.herd").command
 
 describe("store keys", function()
   it("SipHash matches its vectors; one tree key, one tree; rekeying rebuilds it; the table grows a few buckets at a time", function()
