@@ -603,6 +603,7 @@ class Bench:
         self.lgcpu = {}       # (fig, system) -> list of load generator CPU %
         self.na = {}          # (fig, system) -> reason
         self.note = {}        # (fig, system) -> short note for the cell
+        self.floor = {}       # fig -> what the machine alone allows, per round
         self.rawlog = open(args.raw, "w") if args.raw else None
         self.mock_url = self.mock0_url = None
         self.tls_files = None
@@ -818,6 +819,23 @@ class Bench:
         self.record("p_low50", s.key, r["p50_us"], r["lg_cpu_pct"])
         self.record("p_low99", s.key, r["p99_us"], r["lg_cpu_pct"])
 
+    def floor_run(self):
+        """The low-rate 2-hop figure's floor on this machine, measured in the
+        same round with no server at all: a byte around a chain of three
+        relay processes pinned like the servers, one at a time at the
+        probes' pace (the record's path: client, Riley, Juzang, Campbell,
+        client).  Only wake-ups and loopback TCP: no server can do better."""
+        pin = ["--child-cpus", self.args.server_cpus] if self.pin_server else []
+        try:
+            r = self.loadgen("floor", "--hops", 3, "--duration", self.prop_dur,
+                             "--warmup", self.warm, *pin, timeout=self.prop_dur + self.warm + 30)
+        except NA as e:
+            log("  machine floor: %s" % e)
+            return
+        self.floor.setdefault("p_low99", []).append(r["p99_us"])
+        log("  machine    3-relay chain p50 %.0f µs p99 %.0f µs (no server)"
+            % (r["p50_us"], r["p99_us"]))
+
     def ladder_step(self, sysk, cl, rate):
         """A ladder rate: sustained within three tries (a shared machine has
         noisy seconds, and one of them should not end a ladder)?  Returns
@@ -1002,6 +1020,7 @@ class Bench:
             self.mark_na(figs, sysk, "time budget (--budget) too short for the load")
             return
         try:
+            self.hiccups(15)
             cl = Cluster(self, s, ["Riley"], [])
             try:
                 r = self.loadgen("iamat", "--port", cl.port("Riley"), "--count",
@@ -1016,6 +1035,20 @@ class Bench:
                 cl.stop()
         except NA as e:
             self.mark_na(figs, sysk, str(e))
+
+    def hiccups(self, seconds):
+        """The growth figure's floor: on the servers' CPU with no server, how
+        much longer than asked a 1 ms sleep took, over about as long as the
+        load runs: pauses the machine makes by itself."""
+        try:
+            r = self.loadgen("hiccup", "--duration", seconds, timeout=seconds + 30,
+                             pin=self.pin_server)
+        except NA as e:
+            log("  machine hiccups: %s" % e)
+            return
+        self.floor.setdefault("g_max", []).append(r["max_us"] / 1000)
+        log("  machine    a 1 ms sleep overslept by up to %.1f ms in %d s (p99 %.2f ms, no server)"
+            % (r["max_us"] / 1000, seconds, r["p99_us"] / 1000))
 
     def fig_catchup(self, s, sysk):
         # an empty server catching up with holders, probed at every server
@@ -1217,6 +1250,7 @@ class Bench:
                 self.handshakes(sysk, cl)
             self.interleave(systems, self.throughput_steps("f", WRITER) + [
                 (prop[:2], lambda s: s.propagation, self.prop_low),
+                ([], lambda s: s is systems[0], lambda s, cl: self.floor_run()),
                 (prop[2:4], lambda s: s.propagation and getattr(s, "ladder", True), self.ladder),
                 (prop[4:], lambda s: s.key in ("herd", "asyncio", "uvloop"), self.p99_at_baselines),
                 (["p_cut99"], lambda s: s.key in ("herd", "herd_tree"), self.prop_cut),
@@ -1594,6 +1628,15 @@ def table(b):
                             (" (target ≥ -15 %%: %s)" % ("met" if statistics.median(rs) >= 0.85
                                                           else "NOT met"))
                             if k == "f_n16" else ""))
+    for k, what in (("p_low99", "%.0f µs: a byte around three relay processes pinned like the "
+                                "servers, at the probes' pace"),
+                    ("g_max", "%.1f ms: the longest oversleep of a 1 ms sleep on the servers' CPU "
+                              "over 15 s")):
+        if b.floor.get(k):  # what no server can beat here, measured in the same run
+            v = b.floor[k]
+            notes.append("machine floor for \"%s\", no server: %s (median; %s over %d run(s))"
+                         % (FIG[k].label, what % statistics.median(v),
+                            "–".join(what.split(":")[0] % x for x in (min(v), max(v))), len(v)))
     t, p = cell(b, FIG["a_tls16"], "herd")[0], cell(b, FIG["a_n16"], "herd")[0]
     if t and p:  # what TLS costs a client, same load
         notes.append("TLS client port vs plain port, 16 in flight x8: %s vs %s, %+.1f %%"

@@ -29,6 +29,13 @@
  *   idle      open N connections and hold them; with --pid, resident bytes
  *             of the server per connection
  *   startup   run a command, time until its port accepts a connection
+ *   floor     no server: a byte goes around a chain of --hops relay
+ *             processes (pinned with --child-cpus, like the servers) and
+ *             back, one at a time every --gap-us: the propagation time no
+ *             herd can beat on this machine (the wake-ups alone)
+ *   hiccup    no server: sleep 1 ms again and again for --duration and
+ *             report how much longer each sleep took (run it pinned to the
+ *             servers' CPU): the pauses the machine itself makes
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -88,12 +95,13 @@ static struct {
     int tls;             /* iamat: connections speak TLS */
     int probe_ms;        /* iamat: one probe IAMAT every M ms on its own connection */
     const char *probe_log; /* iamat: "<replies so far> <round trip µs>" per probe */
+    int hops;            /* floor: relays between the writer and the reader */
     const char *child_cpus; /* startup: pin the command to these CPUs ("0", "0,1", "0-1") */
     char **cmd;          /* startup: command to run */
 } opt = {
     .host = "127.0.0.1", .conns = 8, .inflight = 1, .duration = 2.0, .warmup = 0.5,
     .idpool = 1000, .srcaddrs = 8, .bgconns = 4, .poll_us = 50, .gap_us = 2000,
-    .probe_timeout_ms = 1000, .poll_fmt = "WHATSAT %s 1 0", .rounds = 1,
+    .probe_timeout_ms = 1000, .poll_fmt = "WHATSAT %s 1 0", .rounds = 1, .hops = 3,
     .radius = 10, .bound = 5, .timeout_ms = 15000,
 };
 
@@ -1423,7 +1431,127 @@ static void mode_idle(void)
     if (opt.duration > 0) loop_until(mono_ns() + (uint64_t)(opt.duration * 1e9), NULL);
 }
 
+/* ========================================================= mode: floor */
+
+/* Pins this process to the CPUs in list ("0", "0,1", "0-1"). */
+static int pin_to(const char *list)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    char *copy = strdup(list), *save = NULL;
+    if (!copy) return -1;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        int a = atoi(t), b = a;
+        char *dash = strchr(t, '-');
+        if (dash) b = atoi(dash + 1);
+        for (int i = a; i <= b && i < CPU_SETSIZE; i++) CPU_SET(i, &set);
+    }
+    free(copy);
+    return sched_setaffinity(0, sizeof set, &set);
+}
+
+/* A listening socket on a port the kernel picks. */
+static int listen_any(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = dst_addr(0);
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 1) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) < 0)
+        die("floor: listen: %s", strerror(errno));
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static int nodelay(int fd)
+{
+    int one = 1;
+    if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+/* A blocking connection to port (it listens already: no retries). */
+static int connect_plain(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = dst_addr(port);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
+        die("floor: connect: %s", strerror(errno));
+    return nodelay(fd);
+}
+
+/* A relay: what comes in from its predecessor goes on to next, until EOF. */
+static void floor_relay(int lfd, int next_port)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (opt.child_cpus && pin_to(opt.child_cpus) < 0) _exit(126);
+    int in = nodelay(accept(lfd, NULL, NULL));
+    int out = connect_plain(next_port);
+    char b[64];
+    for (;;) {
+        ssize_t n = read(in, b, sizeof b);
+        if (n <= 0 || write(out, b, (size_t)n) != n) _exit(0);
+    }
+}
+
+static void mode_floor(void)
+{
+    if (opt.hops < 1 || opt.hops > 16) die("%s", "floor: --hops is 1..16");
+    int back_port, port[16], lfd[16];
+    int back = listen_any(&back_port);
+    for (int i = 0; i < opt.hops; i++) lfd[i] = listen_any(&port[i]);
+    pid_t kid[16];
+    for (int i = 0; i < opt.hops; i++) {
+        kid[i] = fork();
+        if (kid[i] < 0) die("fork: %s", strerror(errno));
+        if (kid[i] == 0) floor_relay(lfd[i], i + 1 < opt.hops ? port[i + 1] : back_port);
+    }
+    int out = connect_plain(port[0]);
+    int in = nodelay(accept(back, NULL, NULL));
+    static hist_t h;
+    uint64_t t0 = mono_ns(), start = t0 + (uint64_t)(opt.warmup * 1e9);
+    uint64_t end = start + (uint64_t)(opt.duration * 1e9), c0 = 0;
+    struct timespec gap = { 0, (long)opt.gap_us * 1000 };
+    char b = 'x';
+    for (uint64_t now = t0; now < end && !stop_flag; now = mono_ns()) {
+        if (!c0 && now >= start) c0 = cpu_ns();
+        uint64_t s0 = mono_ns();
+        if (write(out, &b, 1) != 1 || read(in, &b, 1) != 1) die("%s", "floor: a relay went away");
+        if (s0 >= start) hadd(&h, mono_ns() - s0);
+        nanosleep(&gap, NULL);
+    }
+    uint64_t c1 = cpu_ns();
+    close(out);
+    close(in);
+    for (int i = 0; i < opt.hops; i++) {
+        kill(kid[i], SIGKILL);
+        waitpid(kid[i], NULL, 0);
+    }
+    printf("RESULT mode=floor hops=%d probes=%lu p50_us=%.1f p99_us=%.1f max_us=%.1f "
+           "lg_cpu_pct=%.1f\n",
+           opt.hops, (unsigned long)h.n, hpct(&h, .5) / 1e3, hpct(&h, .99) / 1e3, h.max / 1e3,
+           (double)(c1 - c0) / (opt.duration * 1e9) * 100);
+}
+
+/* ========================================================= mode: hiccup */
+
+static void mode_hiccup(void)
+{
+    static hist_t h;
+    struct timespec ms = { 0, 1000000 };
+    uint64_t end = mono_ns() + (uint64_t)(opt.duration * 1e9);
+    while (mono_ns() < end && !stop_flag) {
+        uint64_t t = mono_ns();
+        nanosleep(&ms, NULL);
+        uint64_t slept = mono_ns() - t;
+        hadd(&h, slept > 1000000 ? slept - 1000000 : 0);
+    }
+    printf("RESULT mode=hiccup samples=%lu p50_us=%.1f p99_us=%.1f max_us=%.1f\n",
+           (unsigned long)h.n, hpct(&h, .5) / 1e3, hpct(&h, .99) / 1e3, h.max / 1e3);
+}
+
 /* ========================================================= mode: startup */
+
 
 static void mode_startup(void)
 {
@@ -1433,18 +1561,7 @@ static void mode_startup(void)
     if (pid < 0) die("fork: %s", strerror(errno));
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);  /* never outlive loadgen */
-        if (opt.child_cpus) {
-            cpu_set_t set;
-            CPU_ZERO(&set);
-            char *list = strdup(opt.child_cpus), *save = NULL;
-            for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-                int a = atoi(t), b = a;
-                char *dash = strchr(t, '-');
-                if (dash) b = atoi(dash + 1);
-                for (int i = a; i <= b && i < CPU_SETSIZE; i++) CPU_SET(i, &set);
-            }
-            if (sched_setaffinity(0, sizeof set, &set) < 0) _exit(126);
-        }
+        if (opt.child_cpus && pin_to(opt.child_cpus) < 0) _exit(126);
         int devnull = open("/dev/null", O_RDWR);
         if (devnull >= 0) { dup2(devnull, 0); dup2(devnull, 1); }
         execvp(opt.cmd[0], opt.cmd);
@@ -1479,7 +1596,7 @@ static void usage(void)
 {
     fprintf(stderr,
         "usage: loadgen MODE [options] [-- command for startup]\n"
-        "modes: iamat oneshot prop whatsat http idle startup\n"
+        "modes: iamat oneshot prop whatsat http idle startup floor hiccup\n"
         "  --host H          server address (127.0.0.1)\n"
         "  --port P          server port (prop: where IAMATs go)\n"
         "  --port2 P         prop: the server polled\n"
@@ -1494,7 +1611,7 @@ static void usage(void)
         "  --rate R          prop: background IAMATs per second at --port (0)\n"
         "  --bgconns N       prop: background connections (4)\n"
         "  --poll-us U       prop: least wait between negative polls (50; grows to 10%% of the wait)\n"
-        "  --gap-us U        prop: wait between probes (2000)\n"
+        "  --gap-us U        prop, floor: wait between probes (2000)\n"
         "  --probe-timeout-ms M  prop: a probe not seen by then counts as lost (1000)\n"
         "  --poll-fmt F      prop: the query, %%s = client id (\"WHATSAT %%s 1 0\")\n"
         "  --poll-lines 1    prop: a positive poll reply is one line (default: ends with a blank line)\n"
@@ -1505,7 +1622,9 @@ static void usage(void)
         "  --tag S           client id prefix (default: unique per run)\n"
         "  --probe-ms M      iamat: a probe IAMAT every M ms on its own connection (0: none)\n"
         "  --probe-log F     iamat: write \"<load replies so far> <round trip us>\" per probe\n"
-        "  --child-cpus L    startup: pin the command to CPUs L (\"0\", \"0,1\", \"0-1\")\n");
+        "  --child-cpus L    startup: pin the command to CPUs L (\"0\", \"0,1\", \"0-1\");\n"
+        "                    floor: pin the relays there\n"
+        "  --hops N          floor: relays in the chain (3)\n");
     exit(2);
 }
 
@@ -1523,7 +1642,8 @@ int main(int argc, char **argv)
         { "radius", 1, 0, 'A' }, { "bound", 1, 0, 'B' }, { "timeout-ms", 1, 0, 't' },
         { "pid", 1, 0, 'x' }, { "tag", 1, 0, 'G' }, { "child-cpus", 1, 0, 'C' },
         { "tls", 0, 0, 'S' },
-        { "probe-ms", 1, 0, 'M' }, { "probe-log", 1, 0, 'L' }, { 0, 0, 0, 0 }
+        { "probe-ms", 1, 0, 'M' }, { "probe-log", 1, 0, 'L' },
+        { "hops", 1, 0, 'H' }, { 0, 0, 0, 0 }
     };
     int ch;
     optind = 2;
@@ -1556,11 +1676,13 @@ int main(int argc, char **argv)
         case 'S': opt.tls = 1; break;
         case 'M': opt.probe_ms = atoi(optarg); break;
         case 'L': opt.probe_log = optarg; break;
+        case 'H': opt.hops = atoi(optarg); break;
         default: usage();
         }
     }
     if (optind < argc) opt.cmd = argv + optind;
-    if (!opt.port) usage();
+    int serverless = !strcmp(opt.mode, "floor") || !strcmp(opt.mode, "hiccup");
+    if (!opt.port && !serverless) usage();
     if (opt.conns < 1 || opt.inflight < 1 || opt.idpool < 1 || opt.bgconns < 1 || opt.rounds < 1) usage();
     if (opt.tag) snprintf(tag, sizeof tag, "%s", opt.tag);
     else snprintf(tag, sizeof tag, "b%x%lx", (unsigned)getpid(), (unsigned long)(mono_ns() / 1000000) & 0xffffff);
@@ -1578,6 +1700,8 @@ int main(int argc, char **argv)
     else if (!strcmp(opt.mode, "http")) mode_http();
     else if (!strcmp(opt.mode, "idle")) mode_idle();
     else if (!strcmp(opt.mode, "startup")) mode_startup();
+    else if (!strcmp(opt.mode, "floor")) mode_floor();
+    else if (!strcmp(opt.mode, "hiccup")) mode_hiccup();
     else usage();
     fflush(stdout);
     _exit(0);  /* thousands of sockets: let the kernel close them */
