@@ -1,12 +1,13 @@
 /* log: the server's log file, <log_dir>/<NAME>.log.
- * Owns the file descriptor and an output buffer. Lines are buffered and
- * written in batches (the loop writes at most once per LOG_DELAY_MS, or at
- * LOG_BATCH bytes, see main.c), at once for warnings and
- * errors, and at exit, so nothing is lost on SIGTERM and a busy server pays
- * one write(2) per batch, not per line or per loop turn. Before log_open and
- * for warnings and errors, lines also go to stderr, escaped as in the file.
- * Single-threaded, but for the release of written chunks from the page
- * cache, which a thread of its own does (see log.c). */
+ * Owns the file descriptor, an output buffer and the writer thread. Lines
+ * are buffered and handed to the writer in batches (the loop hands over at
+ * most once per LOG_DELAY_MS, or at LOG_BATCH bytes, see main.c), so the
+ * loop never waits for the disk (unless LOG_QUEUE_MAX bytes wait for it);
+ * warnings and errors are handed over at once, and a reopen and the exit
+ * wait until the file has every line, so nothing is lost on SIGTERM.
+ * Before log_open and for warnings and errors, lines also go to stderr,
+ * escaped as in the file. The writer also releases written chunks from
+ * the page cache (see log.c). */
 #ifndef HERD_LOG_H
 #define HERD_LOG_H
 
@@ -30,7 +31,10 @@ void log_msg(log_level_t level, const char *fmt, ...)
 void log_data(const char *tag, const char *who, const char *data, size_t len);
 #define LOG_BATCH (32 * 1024)
 #define LOG_DELAY_MS 2
+/* Hands what is buffered to the writer. */
 void log_flush(void);
+/* log_flush, then waits until the file has it all. */
+void log_drain(void);
 /* Bytes buffered and not yet written. */
 size_t log_pending(void);
 /* A new loop phase: the next line reads the clock again. */

@@ -341,7 +341,7 @@ end
 
 function Herd:pid(name) return self.procs[name] end
 function Herd:stderr(name) return read_file(self.dir .. "/" .. name .. ".err") end
--- The server's log file. A server writes INFO and data lines in batches
+-- The server's log file. A server hands INFO and data lines to its writer in batches
 -- at most 2 ms behind (WARN and ERROR at once): this waits a little longer
 -- first, so a test sees every line logged before it asked.
 function Herd:log(name)

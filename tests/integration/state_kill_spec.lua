@@ -197,18 +197,40 @@ local function attach(pid, path)
   return spid
 end
 
+-- The trace's lines with each call that another thread's interrupted
+-- ("<unfinished ...>", then "<... call resumed>") joined into one line:
+-- the log's writer thread writes while the loop syncs.
+local function calls_of(path)
+  local out, open = {}, {}
+  for line in io.lines(path) do
+    local tid = line:match("^(%d+)%s") or ""
+    local head = line:match("^(.-) <unfinished %.%.%.>$")
+    local rest = line:match("^%d*%s*<%.%.%. [%w_]+ resumed>(.*)$")
+    if head then
+      open[tid] = head
+    elseif rest then
+      if open[tid] then out[#out + 1] = open[tid] .. rest end
+      open[tid] = nil
+    else
+      out[#out + 1] = line
+    end
+  end
+  return out
+end
+
 -- Replies (writes to a client socket) naming an id "dur<letter><n>", and
 -- whether each was synced first; and the ids synced at all.
 local function check_trace(path)
+  local lines = calls_of(path)
   -- First the descriptors: the state file (the one synced) and the log.
   local state_fd, log_fd = {}, {}
-  for line in io.lines(path) do
+  for _, line in ipairs(lines) do
     local call, fd = line:match("^%d*%s*(%w+)%((%d+)")
     if call == "fdatasync" or call == "fsync" then state_fd[fd] = true end
     if (call == "write" or call == "writev") and line:find("Z IN 127.0.0.1:", 1, true) then log_fd[fd] = true end
   end
   local written, synced, replies, unsynced = {}, {}, 0, {}
-  for line in io.lines(path) do
+  for _, line in ipairs(lines) do
     local call, fd = line:match("^%d*%s*(%w+)%((%d+)")
     if state_fd[fd] and (call == "fdatasync" or call == "fsync") then
       if line:match("= 0$") then
