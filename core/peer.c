@@ -86,7 +86,7 @@
 #define MAX_UNAUTHED_PER_ADDR 8 /* ... from one source address */
 #define KEY_ID_LEN 4
 #define MAX_SECRETS 16
-#define PULLALL_SEEN 64 /* recent PULLALL ids a server remembers */
+#define PULLALL_SEEN 256 /* recent PULLALL ids a server remembers */
 
 enum {
   F_HELLO = 1, /* insecure herds only: names the dialler */
