@@ -34,21 +34,15 @@ static const char *const places_keys[] = {
     "provider",       "url",      "key",      "timeout_ms",
     "max_bytes",      "cache_ms", "language", "field_mask",
     "overpass_fetch", "data",     NULL};
-static const char *const limit_keys[] = {"max_line",
-                                         "out_pause",
-                                         "max_connections",
-                                         "max_connections_per_address",
-                                         "first_line_ms",
-                                         "idle_ms",
-                                         "stall_ms",
-                                         "lua_memory_mb",
-                                         "lua_budget",
-                                         "peer_max_frame",
-                                         "peer_timeout_ms",
-                                         "max_records",
-                                         "peer_out_max",
-                                         "peer_handshake_ms",
-                                         NULL};
+static const char *const limit_keys[] = {
+    "max_line",        "out_pause",
+    "max_connections", "max_connections_per_address",
+    "first_line_ms",   "idle_ms",
+    "stall_ms",        "lua_memory_mb",
+    "lua_budget",      "peer_max_frame",
+    "peer_timeout_ms", "max_records",
+    "peer_out_max",    "peer_handshake_ms",
+    "peer_sync_ms",    NULL};
 static const char *const redial_keys[] = {"min_ms", "max_ms", NULL};
 static const char *const tls_keys[] = {"cert", "key", "ca", NULL};
 /* client_tls: ca is optional (given, client certificates are required). */
@@ -378,6 +372,7 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
   cfg->max_records = 5000000;
   cfg->peer_out_max = 4u << 20;
   cfg->peer_handshake_ms = 2000;
+  cfg->peer_sync_ms = 5000;
   cfg->redial_min_ms = 100;
   cfg->redial_max_ms = 5000;
   const char *file = cfg->path;
@@ -390,6 +385,7 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
     }
     long out_max = (long)cfg->peer_out_max;
     long handshake = cfg->peer_handshake_ms;
+    long sync_ms = cfg->peer_sync_ms;
     long v[12] = {(long)l->max_line,    (long)l->out_pause,
                   l->max_conns,         l->max_per_addr,
                   l->first_line_ms,     l->idle_ms,
@@ -423,7 +419,9 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
         get_int(L, file, "limits.", "peer_out_max", 64 * 1024, 1L << 32,
                 &out_max, err, errlen) < 0 ||
         get_int(L, file, "limits.", "peer_handshake_ms", 100, 600000,
-                &handshake, err, errlen) < 0) {
+                &handshake, err, errlen) < 0 ||
+        get_int(L, file, "limits.", "peer_sync_ms", 250, 86400000, &sync_ms,
+                err, errlen) < 0) {
       lua_pop(L, 1);
       return -1;
     }
@@ -441,6 +439,7 @@ static int parse_limits(lua_State *L, config_t *cfg, char *err, size_t errlen) {
     cfg->max_records = v[11];
     cfg->peer_out_max = (size_t)out_max;
     cfg->peer_handshake_ms = (unsigned)handshake;
+    cfg->peer_sync_ms = (unsigned)sync_ms;
   }
   lua_pop(L, 1);
   lua_getfield(L, -1, "links_redial");

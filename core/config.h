@@ -65,6 +65,7 @@ typedef struct config {
   long max_records;           /* clients the store keeps */
   size_t peer_out_max;        /* a link's unsent bytes before it is dropped */
   unsigned peer_handshake_ms; /* a peer connection's time to authenticate */
+  unsigned peer_sync_ms;      /* the periodic reconciliation's interval */
   char *state_dir;            /* NULL: records in memory only */
   state_sync_t state_sync;
   unsigned state_sync_ms;

@@ -57,9 +57,10 @@ static void on_links(int link, int up) {
   if (L && script_push_hook(L, HOOK_FORWARD) == 0) {
     lua_pop(L, 1);
     /* A rule that sends a record on fewer links than a flood may have lost
-     * records on this one that no other link carries: pull them now, not
-     * at the next periodic reconciliation. */
-    peer_pull_all();
+     * records on this one that no other link carries, and that the
+     * servers past it, whose links did not change, need too: the whole
+     * herd pulls now, not at the next periodic reconciliation. */
+    peer_pull_herd();
   }
 }
 

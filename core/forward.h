@@ -11,8 +11,16 @@
  * one floods it on the same way once (a bounded memory of the record
  * versions it flooded), even when it already held the record, so a
  * fallback reaches every server the links still connect. When a link goes
- * down under a rule of a script, every live link is reconciled at once
- * (core/peer.c), for records that were on their way over the lost link. */
+ * down under a rule of a script, the whole herd pulls at once
+ * (peer_pull_herd), for the records that were on their way over the lost
+ * link: they may have been queued there only (a drop over peer_out_max
+ * loses megabytes, the kernel's buffers included), and the servers below
+ * it in the tree need them too, though none of their links changed. Pulls
+ * at the two ends only, even repeated after a delay, cannot reach those;
+ * flooding the lost records again would need the sender to know which
+ * ones the neighbour's kernel never took, and would send them at once, past
+ * peer_out_max on the other links; a herd-wide pull moves only what each
+ * server lacks, under reconciliation's flow control. */
 #ifndef HERD_FORWARD_H
 #define HERD_FORWARD_H
 

@@ -109,6 +109,9 @@ enum { COUNTER, GAUGE };
   X(peer_insecure, GAUGE, "1 when peer links run without TLS.",               \
     (uint64_t)peer_insecure())                                                \
   X(reconciles, COUNTER, "Store reconciliations with a peer.", p->reconciles) \
+  X(peer_pull_alls, COUNTER,                                                  \
+    "Herd-wide pulls (PULLALL) this server started or passed on.",            \
+    p->pull_alls)                                                             \
   X(sync_bytes_out, COUNTER, "Bytes sent to peers by reconciliation.",        \
     p->sync_bytes_out)                                                        \
   X(records_diverged, GAUGE,                                                  \

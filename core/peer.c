@@ -29,12 +29,12 @@
  * dropped and redialled, and reconciliation catches the neighbour up.
  *
  * Reconciliation is a pull, run by each side of a link on its own: when
- * the link comes up, every PEER_SYNC_MS after, and when the neighbour
- * hints that it learned records (HINT). The puller walks the store's hash
- * tree with requests (SUMS_REQ: the 32 child sums of a node, answered by
- * SUMS), descends where the neighbour's sums differ from its own and are
- * not empty, and asks for each differing leaf with LEAF, listing the
- * digests it holds there; the neighbour answers with SYNCREC frames (the
+ * the link comes up, every limits.peer_sync_ms after, when the neighbour
+ * hints that it learned records (HINT), and when a PULLALL arrives. The puller
+ * walks the store's hash tree with requests (SUMS_REQ: the 32 child sums of a
+ * node, answered by SUMS), descends where the neighbour's sums differ from its
+ * own and are not empty, and asks for each differing leaf with LEAF, listing
+ * the digests it holds there; the neighbour answers with SYNCREC frames (the
  * records whose digest is not listed) and a DONE. Traffic grows with the
  * difference, not with the store.
  * Bounded slices: a puller keeps at most SYNC_WINDOW requests unanswered;
@@ -46,6 +46,9 @@
  * answered as the output drains. Records that arrive by reconciliation are
  * not flooded (that would be output no flow control holds back): when a
  * pull stored records, the puller hints its other neighbours, which pull.
+ * A PULLALL (peer_pull_herd) goes through the whole herd, each server
+ * passing its id on once (the last PULLALL_SEEN ids are remembered) and
+ * pulling from every live link.
  * A joiner linked to several holders pulls from all at once but never asks
  * two for the same leaf at the same time (leaf_busy): the second asks only
  * after the first answered, listing what it now holds, and skips any node
@@ -76,7 +79,6 @@
 #define PEER_VERSION 2 /* 2: reconciliation by pull (SUMS_REQ, DONE...) */
 #define PREAUTH_MAX_FRAME 512 /* an insecure HELLO fits easily */
 #define TICK_MS 250
-#define PEER_SYNC_MS 5000
 #define SYNC_WINDOW 64          /* a puller's unanswered requests */
 #define SYNC_SLICE (32 * 1024)  /* bytes of frames per loop phase, each way */
 #define SYNC_STACK_MAX 65536    /* nodes a walk keeps to visit */
@@ -84,6 +86,7 @@
 #define MAX_UNAUTHED_PER_ADDR 8 /* ... from one source address */
 #define KEY_ID_LEN 4
 #define MAX_SECRETS 16
+#define PULLALL_SEEN 256 /* recent PULLALL ids a server remembers */
 
 enum {
   F_HELLO = 1, /* insecure herds only: names the dialler */
@@ -92,15 +95,16 @@ enum {
   F_LEAF = 5, /* key id, leaf, 0, count, digests: "send what I lack" */
   F_PING = 6,
   F_PONG = 7,
-  F_TREEKEY = 8,  /* the reconciliation tree's key, 16 bytes */
-  F_SUMS_REQ = 9, /* key id, level, index */
-  F_DONE = 10,    /* key id, leaf: the answer to a LEAF is complete */
-  F_SYNCREC = 11, /* a RECORD sent by reconciliation: stored, not flooded */
-  F_HINT = 12,    /* "I learned records": the receiver pulls */
-  F_BUSY = 13,    /* key id: answers a root SUMS_REQ while this side is
-                   * taking records from the asker; it hints when done */
-  F_FLOODREC = 14 /* a RECORD sent by a fallback flood: the receiver floods
-                   * it on too (once), whatever its forwarding rule says */
+  F_TREEKEY = 8,   /* the reconciliation tree's key, 16 bytes */
+  F_SUMS_REQ = 9,  /* key id, level, index */
+  F_DONE = 10,     /* key id, leaf: the answer to a LEAF is complete */
+  F_SYNCREC = 11,  /* a RECORD sent by reconciliation: stored, not flooded */
+  F_HINT = 12,     /* "I learned records": the receiver pulls */
+  F_BUSY = 13,     /* key id: answers a root SUMS_REQ while this side is
+                    * taking records from the asker; it hints when done */
+  F_FLOODREC = 14, /* a RECORD sent by a fallback flood: the receiver floods
+                    * it on too (once), whatever its forwarding rule says */
+  F_PULLALL = 15   /* an id: "pull from every link", passed on once */
 };
 
 /* A node of the tree a pull is to visit, with the neighbour's sum of it. */
@@ -206,6 +210,11 @@ static size_t slice_in = SYNC_SLICE, slice_out = SYNC_SLICE; /* this phase's */
 static uv_idle_t pump_idle; /* keeps the loop turning while slices are due */
 static int hint_due;        /* a pull stored records: hint the neighbours */
 static peer_links_fn links_handler; /* told when a link comes up or goes down */
+/* Herd-wide pulls (peer_pull_herd): this server's ids are pullall_base
+ * plus a count (the base random per process), and the last ids seen. */
+static uint64_t pullall_base, pullall_count;
+static uint64_t pullall_seen[PULLALL_SEEN];
+static unsigned pullall_next;
 
 static void pconn_close(pconn_t *pc, const char *why);
 static void schedule_redial(link_t *l);
@@ -579,6 +588,25 @@ static void send_hint(pconn_t *pc) {
   size_t at = frame_begin(b, F_HINT);
   frame_end(b, at);
   sync_sent(pc, b->len - at);
+}
+
+/* Passes the herd-wide pull id on to every live link but from (once per
+ * id) and pulls from every live link, from included. */
+static void pullall_spread(uint64_t id, const pconn_t *from) {
+  for (int i = 0; i < PULLALL_SEEN; i++)
+    if (pullall_seen[i] == id) return;
+  pullall_seen[pullall_next++ % PULLALL_SEEN] = id;
+  stats.pull_alls++;
+  for (int i = 0; i < nlinks; i++) {
+    pconn_t *pc = links[i].active;
+    if (!pc || pc == from) continue;
+    buf_t *b = obuf(pc);
+    size_t at = frame_begin(b, F_PULLALL);
+    put_u64(b, id);
+    frame_end(b, at);
+    sync_sent(pc, b->len - at);
+  }
+  peer_pull_all();
 }
 
 /* Once no pull of this server runs any more and one stored records, every
@@ -1084,6 +1112,12 @@ static int handle_frame(pconn_t *pc, const uint8_t *p, size_t len) {
       if (r.left) return -1;
       sync_start(pc);
       return 0;
+    case F_PULLALL: {
+      uint64_t id = take_u64(&r);
+      if (r.bad || r.left) return -1;
+      pullall_spread(id, pc);
+      return 0;
+    }
     case F_PING: {
       buf_t *b = obuf(pc);
       size_t at = frame_begin(b, F_PONG);
@@ -1477,7 +1511,7 @@ static void on_peer_connection(uv_stream_t *server, int status) {
 /* Handshake deadlines, keepalives, dead links, periodic reconciliation. */
 static void on_tick(uv_timer_t *t) {
   uint64_t now = uv_now(loop);
-  int sync = now - last_sync >= PEER_SYNC_MS;
+  int sync = now - last_sync >= cfg->peer_sync_ms;
   if (sync) last_sync = now;
   pconn_t *next;
   for (pconn_t *pc = conns; pc; pc = next) {
@@ -1660,6 +1694,10 @@ int peer_start(uv_loop_t *l, const config_t *c, int self, const int *neighbours,
   cfg = c;
   self_name = c->servers[self].name;
   srand((unsigned)uv_hrtime());
+  if (RAND_bytes((uint8_t *)&pullall_base, sizeof pullall_base) != 1) {
+    snprintf(err, errlen, "no random bytes for the herd-wide pull ids");
+    return -1;
+  }
   links = xcalloc((size_t)(n ? n : 1), sizeof *links);
   nlinks = n;
   const config_server_t *me = &c->servers[self];
@@ -1786,6 +1824,11 @@ void peer_pull_all(void) {
   if (!started) return; /* stopping: the links are closing */
   for (int i = 0; i < nlinks; i++)
     if (links[i].active) sync_start(links[i].active);
+}
+
+void peer_pull_herd(void) {
+  if (!started) return;
+  pullall_spread(pullall_base + ++pullall_count, NULL);
 }
 
 void peer_push_links(lua_State *L) {

@@ -25,7 +25,7 @@ typedef struct peer_stats {
   uint64_t frames_in, frames_out, bytes_in, bytes_out, records_in, records_out,
       records_flooded, auth_failures, links_up, reconciles, sync_bytes_out,
       records_forwarded, out_drops, handshakes_evicted, handshake_timeouts,
-      peers_refused,
+      peers_refused, pull_alls,
       records_diverged; /* a gauge: refused as full at the last pulls */
 } peer_stats_t;
 
@@ -69,6 +69,14 @@ void peer_set_links_handler(peer_links_fn fn);
 /* Starts a reconciliation pull on every live link (or asks the running
  * one to go again). */
 void peer_pull_all(void);
+/* Starts a herd-wide pull: a PULLALL frame goes to every live link and
+ * every server that receives it passes it on (once) and pulls from every
+ * live link of its own, so records that only a lost link was carrying
+ * reach, from any server that holds them, the servers past the loss whose
+ * links did not change. Each frame follows, on its link, everything sent
+ * on it before, so a server pulls from a neighbour that already holds
+ * what it was sent. */
+void peer_pull_herd(void);
 /* What a reconciliation pull's records came to: stored, refused as full. */
 typedef struct peer_tally {
   uint64_t stored, refused;

@@ -36,6 +36,8 @@ LINKS = [("Riley", "Jaquez"), ("Riley", "Juzang"), ("Bernard", "Jaquez"),
 WRITER, READER = "Riley", "Campbell"  # two hops apart: Riley - Juzang - Campbell
 MESH = ["S%02d" % i for i in range(1, 21)]  # the 20-server full mesh (issue 17)
 MESH_LINKS = [(a, b) for i, a in enumerate(MESH) for b in MESH[i + 1:]]
+MESH50 = ["S%02d" % i for i in range(1, 51)]  # the issue's 50-server row: 1,225 links
+MESH50_LINKS = [(a, b) for i, a in enumerate(MESH50) for b in MESH50[i + 1:]]
 SECRET = "herd-bench-secret-not-for-production"
 LADDER = [1000, 2000, 3000, 5000, 7000, 10000, 15000, 20000, 30000, 50000, 70000,
           100000, 150000, 200000, 300000, 500000, 700000, 1000000]
@@ -396,7 +398,7 @@ class Line(System):
 # --------------------------------------------------------------------- running
 
 class Cluster:
-    def __init__(self, bench, system, names, links, places_url=None, tls=False):
+    def __init__(self, bench, system, names, links, places_url=None, tls=False, listen_s=5.0):
         self.bench, self.system = bench, system
         self.names = names
         self.tmp = tempfile.mkdtemp(prefix="herd-bench-", dir=bench.tmp)
@@ -415,10 +417,10 @@ class Cluster:
                 except OSError as e:
                     raise NA("cannot run %s: %s" % (cmd[len(bench.pin_server)], e))
             for n in names:
-                if not wait_listening(self.ports[n], self.procs[n]):
+                if not wait_listening(self.ports[n], self.procs[n], listen_s):
                     p = self.procs[n]
                     why = ("exited with %s" % p.returncode) if p.poll() is not None else \
-                        "not listening after 5 s"
+                        "not listening after %.0f s" % listen_s
                     raise NA("%s %s did not start: %s: %s" % (system.key, n, why,
                                                               tail(p.stderr_path)))
         except BaseException:
@@ -525,6 +527,11 @@ FIGS = [
     Fig("m20_n16", "IAMAT/s 20-server mesh, 16 in flight x8 conns", "/s", "higher", "printed"),
     Fig("m20_drain", "20-server mesh: ms after that load until no record moves", "ms", "lower", "printed"),
     Fig("m20_all", "20-server mesh: IAMAT/s all servers absorbed", "/s", "higher", "tree ≥ 5× flood"),
+    Fig("m50_up", "50-server mesh: s from start until all 1,225 links are up", "s", "lower", "printed"),
+    Fig("m50_rx", "50-server mesh: peer records received per IAMAT", "", "lower", "tree ≤ 98"),
+    Fig("m50_n16", "IAMAT/s 50-server mesh, 16 in flight x8 conns, 1 s", "/s", "higher", "printed"),
+    Fig("m50_drain", "50-server mesh: ms after that load until no record moves", "ms", "lower", "printed"),
+    Fig("m50_all", "50-server mesh: IAMAT/s all servers absorbed", "/s", "higher", "printed"),
 ]
 # Catch-up: an empty server joins holders of N records (tests/tools/catchup.py),
 # an IAMAT probe every 1 ms at every server; N = 1M (--quick: 50k), and 5M.
@@ -551,7 +558,8 @@ GROUPS = [  # figure groups, in the order they run (the time budget cuts the las
     ("alone", ["a_n1", "a_n16", "a_tls16", "a_one", "rtt1", "w_local", "w_localq"]),
     ("five", ["f_n1", "f_n16", "f_one", "p_low50", "p_low99", "p_max", "p_max99",
               "p_at_a99", "p_at_u99", "f_hs", "p_cut99"]),
-    ("mesh", ["m20_rx", "m20_n16", "m20_drain", "m20_all"]),
+    ("mesh", ["m20_rx", "m20_n16", "m20_drain", "m20_all",
+              "m50_up", "m50_rx", "m50_n16", "m50_drain", "m50_all"]),
     ("whatsat", ["w_total", "w_p99", "w_rtt0", "w_http0", "w_over"]),
     ("idle", ["m_conn"]),
     ("records", ["m_rec"]),
@@ -1298,11 +1306,15 @@ class Bench:
         """The 20-server full mesh, flood against tree: the peer records all
         servers receive per IAMAT (from herd ctl stats), the IAMAT rate at
         one server, and how long the herd takes to finish forwarding after
-        the load stops (polled)."""
+        the load stops (polled). Then the 50-server mesh, one system at a
+        time and one short run each (1,225 TLS links on this machine's
+        cores; flooding needs tens of seconds to forward half a second of
+        load)."""
         figs = ["m20_rx", "m20_n16", "m20_drain", "m20_all"]
+        figs50 = ["m50_up", "m50_rx", "m50_n16", "m50_drain", "m50_all"]
         for s in systems:
             if not isinstance(s, Herd):
-                self.mark_na(figs, s.key, "herd only (its stats count the receptions)")
+                self.mark_na(figs + figs50, s.key, "herd only (its stats count the receptions)")
         systems = [s for s in systems if isinstance(s, Herd)]
         clusters = self.start_clusters(systems, MESH, MESH_LINKS, figs)
         try:
@@ -1311,6 +1323,26 @@ class Bench:
             self.interleave(systems, [(figs, lambda s: True, self.step_mesh)], clusters)
         finally:
             self.stop_clusters(clusters)
+        for s in systems:
+            if self.time_left() < 150:
+                self.mark_na(figs50, s.key, "time budget (--budget) too short for the 50-server mesh")
+                continue
+            t0 = time.monotonic()
+            # 50 servers starting at once on a shared core take longer than
+            # the usual 5 s to listen
+            clusters = self.start_clusters([s], MESH50, MESH50_LINKS, figs50,
+                                           options=lambda s: {"listen_s": 30.0})
+            try:
+                for cl in clusters.values():
+                    try:
+                        self.mesh_links_up(cl, timeout=120)
+                        self.record("m50_up", s.key, time.monotonic() - t0, busy=None)
+                        time.sleep(2)  # the link-up reconciliations are over
+                        self.step_mesh(s, cl, "m50", dur=1.0, warm=0.5)
+                    except NA as e:
+                        self.mark_na(figs50, s.key, str(e))
+            finally:
+                self.stop_clusters(clusters)
 
     def ctl_stats(self, cl, name):
         env = cl.system.env(None, os.path.join(cl.tmp, "logs"))
@@ -1341,30 +1373,33 @@ class Bench:
             time.sleep(0.2)
         raise NA("the mesh's links did not all come up in %.0f s" % timeout)
 
-    def step_mesh(self, s, cl):
+    def step_mesh(self, s, cl, fig="m20", dur=None, warm=None):
+        dur = self.dur if dur is None else dur
+        warm = self.warm if warm is None else warm
+        first = cl.names[0]
         rx0 = self.mesh_sum(cl, "peer_records_in")
-        acks0 = self.ctl_stats(cl, MESH[0]).get("replies_out", 0)
-        r = self.loadgen("iamat", "--port", cl.port(MESH[0]), "--duration", self.dur,
-                         "--warmup", self.warm, "--inflight", 16, timeout=self.dur + 30)
-        self.check_ok(r, FIG["m20_n16"].label)
+        acks0 = self.ctl_stats(cl, first).get("replies_out", 0)
+        r = self.loadgen("iamat", "--port", cl.port(first), "--duration", dur,
+                         "--warmup", warm, "--inflight", 16, timeout=dur + 30)
+        self.check_ok(r, FIG[fig + "_n16"].label)
         end = time.monotonic()
-        self.record("m20_n16", s.key, r["rate"], r["lg_cpu_pct"])
+        self.record(fig + "_n16", s.key, r["rate"], r["lg_cpu_pct"])
         last, moved = None, end
-        while time.monotonic() - end < 60:  # until the receptions stop moving
+        while time.monotonic() - end < 90:  # until the receptions stop moving
             rx = self.mesh_sum(cl, "peer_records_in")
             if rx != last:
                 last, moved = rx, time.monotonic()
             elif time.monotonic() - moved > 0.5:
                 break
             time.sleep(0.1)
-        acks = self.ctl_stats(cl, MESH[0]).get("replies_out", 0) - acks0
+        acks = self.ctl_stats(cl, first).get("replies_out", 0) - acks0
         if acks <= 0:
             raise NA("no IAMAT acknowledged")
-        self.record("m20_rx", s.key, (last - rx0) / acks, busy=None)
-        self.record("m20_drain", s.key, (moved - end) * 1000, busy=None)
+        self.record(fig + "_rx", s.key, (last - rx0) / acks, busy=None)
+        self.record(fig + "_drain", s.key, (moved - end) * 1000, busy=None)
         # What the whole herd kept up with: every IAMAT acknowledged (the
         # warm-up's too) over the load's time and the time to forward it all.
-        self.record("m20_all", s.key, acks / (self.warm + self.dur + moved - end), busy=None)
+        self.record(fig + "_all", s.key, acks / (warm + dur + moved - end), busy=None)
 
     def handshakes(self, sysk, cl):
         """The link handshake times the herd's servers logged ("handshake
