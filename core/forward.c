@@ -18,7 +18,6 @@ typedef struct decision {
   uint8_t on[];
 } decision_t;
 
-#define FLOODED_SLOTS (1u << 14) /* record versions a fallback remembers */
 #define RULE_NAME_MAX 32
 
 static const config_t *cfg;
@@ -30,7 +29,6 @@ static decision_t **cache;
 static int cache_origins, cache_froms, cache_links;
 static char rule[RULE_NAME_MAX] = "flood";
 static int rule_known;
-static uint64_t flooded[FLOODED_SLOTS]; /* digests, direct-mapped */
 
 static void on_links(int link, int up);
 
@@ -181,9 +179,13 @@ static const decision_t *decide(int origin, int from) {
   return d;
 }
 
-/* Sends r as a FLOODREC to every live link but from, remembering it. */
+/* Sends r as a FLOODREC to every live link but from, once per version: a
+ * fallback flood ends where every server has flooded it on once, however
+ * many cycles the links make. (A bounded table of the versions flooded let
+ * a burst evict them, and under a 200k/s burst records kept circling a
+ * five-server herd, a core busy for seconds after the load had stopped.) */
 static int flood_out(const char *from, const store_rec_t *r) {
-  flooded[r->digest & (FLOODED_SLOTS - 1)] = r->digest;
+  if (store_mark_flooded(r)) return 0;
   stats.fallback_floods++;
   return peer_forward(r, NULL, from, 1);
 }
@@ -204,8 +206,7 @@ int forward_record(const char *from, const char *client, size_t cn,
 }
 
 void forward_flood_again(const char *from, const store_rec_t *r) {
-  if (!cfg || flooded[r->digest & (FLOODED_SLOTS - 1)] == r->digest) return;
-  flood_out(from, r);
+  if (cfg) flood_out(from, r);
 }
 
 const char *forward_rule(void) {

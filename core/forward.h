@@ -8,8 +8,8 @@
  * (every live link but the sender), with no Lua at all.
  * Also owns the fallback flood: a decision "flood" sends the record as a
  * FLOODREC to every live link but the sender, and a server that receives
- * one floods it on the same way once (a bounded memory of the record
- * versions it flooded), even when it already held the record, so a
+ * one floods it on the same way once per record version (a mark on the
+ * stored record), even when it already held the record, so a
  * fallback reaches every server the links still connect. When a link goes
  * down under a rule of a script, the whole herd pulls at once
  * (peer_pull_herd), for the records that were on their way over the lost

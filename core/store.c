@@ -340,6 +340,13 @@ static store_rec_t **find(const char *client, size_t len) {
   return find_h(client, len, bucket_hash(client, len));
 }
 
+int store_mark_flooded(const store_rec_t *r) {
+  store_rec_t *w = (store_rec_t *)r; /* the store's own record */
+  int was = w->flooded;
+  w->flooded = 1;
+  return was;
+}
+
 const store_rec_t *store_get(const char *client, size_t client_len) {
   return *find(client, client_len);
 }
@@ -378,6 +385,7 @@ int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
     old->sec = sec;
     old->nsec = nsec;
     old->digest = digest;
+    old->flooded = 0;
     old->line_len = (uint16_t)line_len;
     memcpy(old->data + client_len, line, line_len);
     if (on_change) on_change(old);
@@ -392,6 +400,7 @@ int store_put(const char *client, size_t client_len, int64_t sec, int32_t nsec,
   memcpy(r->data, client, client_len);
   memcpy(r->data + client_len, line, line_len);
   r->digest = digest;
+  r->flooded = 0;
   uint64_t delta = r->digest;
   if (old) {
     r->next = old->next;
@@ -505,6 +514,7 @@ int store_load(const char *client, size_t client_len, int64_t sec, int32_t nsec,
   memcpy(r->data, client, client_len);
   memcpy(r->data + client_len, line, line_len);
   r->digest = digest_of(line, line_len, sec, nsec);
+  r->flooded = 0;
   size_t b = bucket_hash(client, client_len) & (table_cap - 1);
   __builtin_prefetch(&table[b], 1);
   if (nahead == LOAD_AHEAD)

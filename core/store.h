@@ -45,7 +45,8 @@ typedef struct store_rec {
   int32_t nsec;
   uint16_t client_len;
   uint16_t line_len;
-  char data[]; /* client id, then the AT line */
+  uint8_t flooded; /* this version was fallback-flooded (forward.c) */
+  char data[];     /* client id, then the AT line */
 } store_rec_t;
 
 #define STORE_CLIENT(r) ((r)->data)
@@ -58,6 +59,9 @@ typedef struct store_rec {
  * only store_put and store_rehash_step move buckets (store_load_begin
  * finishes a move at once). */
 int store_init(uv_loop_t *loop);
+/* Marks r's version as flooded by this server's fallback flood; returns
+ * whether it was marked already. A newer version starts unmarked. */
+int store_mark_flooded(const store_rec_t *r);
 /* Sets the tree key every server of the herd shares and rekeys every record
  * (its leaf and digest; the tree is rebuilt): O(n), about 0.3 s per million
  * records, during which nothing else runs; a no-op when the key is the

@@ -2,8 +2,9 @@
 -- (issue 17): the records it had not sent reach every server at once, not
 -- at the periodic reconciliation or when the link comes back. Under the
 -- tree, a record queued on a lost link is needed by the whole subtree below
--- it, whose own links did not change; the server that lost the link floods
--- those records again on its other links (peer_pull_alls).
+-- it, whose own links did not change; the server that lost the link has
+-- the whole herd pull from every live link at once (a PULLALL frame,
+-- counted in peer_pull_alls).
 -- Ports 36000-36009 (clients), 37000-37009 (peers).
 local herd = require "helpers.herd"
 local socket = require "socket"
