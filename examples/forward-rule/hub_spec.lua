@@ -16,16 +16,6 @@ local function config(hub)
     links_redial = { min_ms = 50, max_ms = 500 } }
 end
 
-local function links_up(h)
-  return herd.eventually(function()
-    for _, n in ipairs(NAMES) do
-      local out = h:ctl(n, "links") or ""
-      if out == "" or out:find(" down ") or out:find(" cut ") then return false end
-    end
-    return true
-  end, 10)
-end
-
 local function received(h)
   local total = 0
   for _, n in ipairs(NAMES) do total = total + h:stats(n).peer_records_in end
@@ -45,7 +35,7 @@ describe("examples/forward-rule #integration", function()
   local h
   lazy_setup(function()
     h = herd.start(config("A"))
-    assert.truthy(links_up(h), "links did not come up")
+    assert.truthy(h:links_up(NAMES, 10), "links did not come up")
   end)
   lazy_teardown(function() if h then h:stop() end end)
 

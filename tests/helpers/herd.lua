@@ -415,6 +415,19 @@ function Herd:ctl(name, command)
   return (out:gsub("\n\n$", "\n"))
 end
 
+-- Waits (at most timeout seconds, default 30) until every link of each
+-- server named is up, none down or cut (`herd ctl NAME links`). True or
+-- false.
+function Herd:links_up(names, timeout)
+  return M.eventually(function()
+    for _, n in ipairs(names) do
+      local out = self:ctl(n, "links") or ""
+      if out == "" or out:find(" down ") or out:find(" cut ") then return false end
+    end
+    return true
+  end, timeout or 30, 0.1)
+end
+
 -- The stored AT line for client at a server, or nil.
 -- nil, err when the admin socket did not answer.
 function Herd:record(name, client)

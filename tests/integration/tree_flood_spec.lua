@@ -47,13 +47,7 @@ describe("the tree rule's fallback flood", function()
     local rc, out = herd.command("make -s -C tests/bench loadgen")
     assert(rc == 0, "make -C tests/bench loadgen failed:\n" .. out)
     h = herd.start(conf())
-    assert.truthy(herd.eventually(function()
-      for _, n in ipairs(NAMES) do
-        local out = h:ctl(n, "links") or ""
-        if out == "" or out:find(" down ") then return false end
-      end
-      return true
-    end, 30, 0.1), "the links did not come up")
+    assert.truthy(h:links_up(NAMES), "the links did not come up")
     assert.equal("ok\n", h:ctl("Riley", "cut Juzang 600000"))
     rc, out = herd.command(("tests/bench/loadgen iamat --port %d --count %d --conns 8 --inflight 64 --duration 60")
       :format(h:port("Riley"), N))

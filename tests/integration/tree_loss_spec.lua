@@ -30,16 +30,6 @@ local function conf()
   }
 end
 
-local function links_up(h)
-  return herd.eventually(function()
-    for _, n in ipairs(NAMES) do
-      local out = h:ctl(n, "links") or ""
-      if out == "" or out:find(" down ") or out:find(" cut ") then return false end
-    end
-    return true
-  end, 30, 0.1)
-end
-
 -- Sends IAMATs for new clients at c, `batch` at a time, until done()
 -- says so or `max` were sent; returns { client = reply } of the
 -- acknowledged ones and their number.
@@ -73,7 +63,7 @@ describe("a tree link dropped with records queued on it #integration", function(
       if stopped then os.execute("kill -CONT " .. h:pid("B")) end
       h:stop()
     end)
-    assert.truthy(links_up(h), "links did not come up")
+    assert.truthy(h:links_up(NAMES), "links did not come up")
     local c = h:client("A")
     -- B stops reading: A's output to it fills the kernel's buffers, then
     -- passes peer_out_max, and A drops the link with records queued.

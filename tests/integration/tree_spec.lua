@@ -30,16 +30,6 @@ local function mesh(names)
   return links
 end
 
-local function links_up(h, names)
-  return herd.eventually(function()
-    for _, n in ipairs(names) do
-      local out = h:ctl(n, "links") or ""
-      if out == "" or out:find(" down ") or out:find(" cut ") then return false end
-    end
-    return true
-  end, 30, 0.1)
-end
-
 local function sum(h, names, stat)
   local total = 0
   for _, n in ipairs(names) do total = total + (h:stats(n)[stat] or 0) end
@@ -81,7 +71,7 @@ describe("dissemination = \"tree\" on the five-server herd #integration", functi
   local h
   lazy_setup(function()
     h = herd.start(conf_of(NAMES, LINKS, 29600, "tree"))
-    assert.truthy(links_up(h, NAMES), "links did not come up")
+    assert.truthy(h:links_up(NAMES), "links did not come up")
   end)
   lazy_teardown(function() if h then h:stop() end end)
 
@@ -118,7 +108,7 @@ describe("dissemination = \"tree\" on the five-server herd #integration", functi
     herd.sleep(0.2)
     local after_cut = calls()
     assert.is_true(after_cut > before, "no decision asked again after the cut")
-    assert.truthy(links_up(h, NAMES), "the cut link did not come back")
+    assert.truthy(h:links_up(NAMES), "the cut link did not come back")
     c:request("IAMAT calls-after-up +1+1 " .. herd.now())
     herd.sleep(0.2)
     assert.is_true(calls() > after_cut, "no decision asked again after the link came back")
@@ -184,7 +174,7 @@ describe("dissemination = \"tree\" converges over a ring and a random graph #int
     for k, links in ipairs({ ring, random }) do
       local h = herd.start(conf_of(names, links, 29620 + 10 * k, "tree"))
       local ok, err = pcall(function()
-        assert.truthy(links_up(h, names), "links did not come up")
+        assert.truthy(h:links_up(names), "links did not come up")
         local per, stale = receptions(h, names, names, "g" .. k)
         print(string.format("\ntree, %s of 8 (%d links): %.1f receptions per IAMAT",
           k == 1 and "ring" or "random graph", #links, per))
@@ -204,7 +194,7 @@ describe("a 20-server full mesh, flood against tree #integration", function()
     it("counts the peer records received per IAMAT with " .. rule, function()
       local h = herd.start(conf_of(names, mesh(names), 29660 + 20 * (k - 1), rule))
       local ok, err = pcall(function()
-        assert.truthy(links_up(h, names), "links did not come up")
+        assert.truthy(h:links_up(names), "links did not come up")
         local at = { "S01", "S05", "S09", "S13", "S17", "S20" }
         local per, stale = receptions(h, names, at, rule)
         results[rule] = per
@@ -229,7 +219,7 @@ describe("the dissemination rule and reloads #integration", function()
     local links = { { "A", "B" }, { "B", "C" }, { "A", "C" } }
     local h = herd.start(conf_of(names, links, 29720))
     local ok, err = pcall(function()
-      assert.truthy(links_up(h, names), "links did not come up")
+      assert.truthy(h:links_up(names), "links did not come up")
       local flood = receptions(h, names, { "A" }, "before")
       assert.matches("\ndissemination flood\n", "\n" .. h:ctl("A", "stats"))
       h.conf.dissemination = "tree"
@@ -281,7 +271,7 @@ describe("the receptions per IAMAT of issue 17's table, flood and tree #integrat
         local h = herd.start(conf_of(names, links, base, rule))
         base = base + #names
         local ok, err = pcall(function()
-          assert.truthy(links_up(h, names), "links did not come up")
+          assert.truthy(h:links_up(names), "links did not come up")
           local at = { names[1], names[#names] }
           got[rule] = { receptions(h, names, at, rule .. #names) }
           print(string.format("\n%s (%d links), %s: %.1f peer records received per IAMAT, %.1f stale",
@@ -314,7 +304,7 @@ describe("a forward hook that fails #integration", function()
       if how == "spin" then conf.limits = { lua_budget = 1000000 } end
       local h = herd.start(conf)
       local ok, err = pcall(function()
-        assert.truthy(links_up(h, names), "links did not come up")
+        assert.truthy(h:links_up(names), "links did not come up")
         local per = receptions(h, names, { "A", "C" }, how)
         assert.equal(2, per) -- a line of three floods to the other two
         for i = 1, 5 do h:client("A"):request(("IAMAT again%d +1+1 %s"):format(i, herd.now())) end
