@@ -400,19 +400,36 @@ end
 
 -- Sends one admin command over the server's Unix socket and returns the
 -- answer without its closing blank line (see core/admin.h).
-function Herd:ctl(name, command)
+-- One exchange on the server's admin socket. An exchange that fails (the
+-- socket not there yet, or a connection closed with no answer, seen on
+-- loaded machines right after a restart) is tried twice more, 50 ms apart;
+-- a server that is gone still fails all three.
+local function ctl_once(path, command)
   local unix = require "socket.unix"
   local c = unix.stream and unix.stream() or unix()
   c:settimeout(5)
-  local path = self.conf.admin_socket or (self.conf.log_dir .. "/" .. name .. ".sock")
   local ok, err = c:connect(path)
-  if not ok then return nil, err end
+  if not ok then
+    c:close()
+    return nil, err
+  end
   c:send(command .. "\n")
   c:shutdown("send")
   local out, rerr = c:receive("*a")
   c:close()
   if not out then return nil, rerr end
   return (out:gsub("\n\n$", "\n"))
+end
+
+function Herd:ctl(name, command)
+  local path = self.conf.admin_socket or (self.conf.log_dir .. "/" .. name .. ".sock")
+  local out, err
+  for attempt = 1, 3 do
+    out, err = ctl_once(path, command)
+    if out then return out end
+    if attempt < 3 then sleep(0.05) end
+  end
+  return nil, err
 end
 
 -- Waits (at most timeout seconds, default 30) until every link of each

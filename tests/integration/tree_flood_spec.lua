@@ -10,7 +10,8 @@
 -- cut, a pipelined burst at Riley, then (once every server holds every
 -- record) no peer record moves any more, and no server flooded more than
 -- one FLOODREC per record.
--- Ports 36100-36104 (clients), 37100-37104 (peers).
+-- Ports 17100-17104 (clients), 17200-17204 (peers), below the kernel's
+-- ephemeral range (32768-60999), where a connection's own port may sit.
 local herd = require "helpers.herd"
 
 local NAMES = { "Riley", "Jaquez", "Juzang", "Campbell", "Bernard" }
@@ -19,7 +20,7 @@ local N = 40000
 local function conf()
   local servers = {}
   for i, name in ipairs(NAMES) do
-    servers[name] = { port = 36099 + i, peer_port = 37099 + i }
+    servers[name] = { port = 17099 + i, peer_port = 17199 + i }
   end
   return {
     servers = servers, dissemination = "tree",

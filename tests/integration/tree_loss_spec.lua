@@ -5,7 +5,8 @@
 -- it, whose own links did not change; the server that lost the link has
 -- the whole herd pull from every live link at once (a PULLALL frame,
 -- counted in peer_pull_alls).
--- Ports 36000-36009 (clients), 37000-37009 (peers).
+-- Ports 17301-17304 (clients), 17401-17404 (peers), below the kernel's
+-- ephemeral range (32768-60999), where a connection's own port may sit.
 local herd = require "helpers.herd"
 local socket = require "socket"
 
@@ -18,7 +19,7 @@ local LINKS = { { "A", "B" }, { "B", "C" }, { "C", "D" }, { "D", "A" } }
 local function conf()
   local servers = {}
   for i, name in ipairs(NAMES) do
-    servers[name] = { port = 36000 + i, peer_port = 37000 + i }
+    servers[name] = { port = 17300 + i, peer_port = 17400 + i }
   end
   return {
     servers = servers, links = LINKS, dissemination = "tree",
