@@ -233,13 +233,37 @@ static struct sockaddr_in dst_addr(int port)
     return a;
 }
 
+static int nodelay(int fd)
+{
+    int one = 1;
+    if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+/* Pins this process to the CPUs in list ("0", "0,1", "0-1"). */
+static int pin_to(const char *list)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    char *copy = strdup(list), *save = NULL;
+    if (!copy) return -1;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        int a = atoi(t), b = a;
+        char *dash = strchr(t, '-');
+        if (dash) b = atoi(dash + 1);
+        for (int i = a; i <= b && i < CPU_SETSIZE; i++) CPU_SET(i, &set);
+    }
+    free(copy);
+    return sched_setaffinity(0, sizeof set, &set);
+}
+
 /* Nonblocking connect; returns fd (connect in progress or done) or -1. */
 static int start_connect(int port, int srcidx, int *err)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) { *err = errno; return -1; }
+    nodelay(fd);
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (srcidx > 0) {
         struct sockaddr_in s = { .sin_family = AF_INET };
         s.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)srcidx);  /* 127.0.0.(1+i) */
@@ -255,19 +279,14 @@ static int start_connect(int port, int srcidx, int *err)
     return fd;
 }
 
-/* Blocking connect with retries for the persistent connections. */
-static int connect_blocking(int port)
+/* Blocking connect with retries; the socket stays blocking. */
+static int connect_retry(int port)
 {
     for (int tries = 0; tries < 50; tries++) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0) die("socket: %s", strerror(errno));
         struct sockaddr_in a = dst_addr(port);
-        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            set_nonblock(fd);
-            return fd;
-        }
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return nodelay(fd);
         int e = errno;
         close(fd);
         if (e != ECONNREFUSED) die("connect: %s", strerror(e));
@@ -275,6 +294,14 @@ static int connect_blocking(int port)
     }
     fprintf(stderr, "loadgen: nothing listens on %s:%d\n", opt.host, port);
     exit(1);
+}
+
+/* The same, nonblocking, for the persistent connections. */
+static int connect_blocking(int port)
+{
+    int fd = connect_retry(port);
+    set_nonblock(fd);
+    return fd;
 }
 
 static conn_t *conn_new(int fd, ev_cb cb, int id)
@@ -1433,23 +1460,6 @@ static void mode_idle(void)
 
 /* ========================================================= mode: floor */
 
-/* Pins this process to the CPUs in list ("0", "0,1", "0-1"). */
-static int pin_to(const char *list)
-{
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    char *copy = strdup(list), *save = NULL;
-    if (!copy) return -1;
-    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        int a = atoi(t), b = a;
-        char *dash = strchr(t, '-');
-        if (dash) b = atoi(dash + 1);
-        for (int i = a; i <= b && i < CPU_SETSIZE; i++) CPU_SET(i, &set);
-    }
-    free(copy);
-    return sched_setaffinity(0, sizeof set, &set);
-}
-
 /* A listening socket on a port the kernel picks. */
 static int listen_any(int *port)
 {
@@ -1463,30 +1473,13 @@ static int listen_any(int *port)
     return fd;
 }
 
-static int nodelay(int fd)
-{
-    int one = 1;
-    if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
-}
-
-/* A blocking connection to port (it listens already: no retries). */
-static int connect_plain(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = dst_addr(port);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
-        die("floor: connect: %s", strerror(errno));
-    return nodelay(fd);
-}
-
 /* A relay: what comes in from its predecessor goes on to next, until EOF. */
 static void floor_relay(int lfd, int next_port)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (opt.child_cpus && pin_to(opt.child_cpus) < 0) _exit(126);
     int in = nodelay(accept(lfd, NULL, NULL));
-    int out = connect_plain(next_port);
+    int out = connect_retry(next_port);
     char b[64];
     for (;;) {
         ssize_t n = read(in, b, sizeof b);
@@ -1506,7 +1499,7 @@ static void mode_floor(void)
         if (kid[i] < 0) die("fork: %s", strerror(errno));
         if (kid[i] == 0) floor_relay(lfd[i], i + 1 < opt.hops ? port[i + 1] : back_port);
     }
-    int out = connect_plain(port[0]);
+    int out = connect_retry(port[0]);
     int in = nodelay(accept(back, NULL, NULL));
     static hist_t h;
     uint64_t t0 = mono_ns(), start = t0 + (uint64_t)(opt.warmup * 1e9);
@@ -1551,7 +1544,6 @@ static void mode_hiccup(void)
 }
 
 /* ========================================================= mode: startup */
-
 
 static void mode_startup(void)
 {
