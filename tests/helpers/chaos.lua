@@ -376,8 +376,8 @@ function M.make_certs(dir, names, ca)
   ca = ca or "ca"
   local q = quote
   local function run(cmd)
-    local out = sh(cmd .. " 2>&1; echo rc=$?")
-    assert(out:match("rc=0%s*$"), cmd .. ": " .. out)
+    local rc, out = herd.command(cmd)
+    assert(rc == 0, cmd .. ": " .. out)
   end
   local ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
   run("openssl req -x509 " .. ec .. " -keyout " .. q(dir .. "/" .. ca .. ".key")

@@ -341,9 +341,10 @@ end
 
 function Herd:pid(name) return self.procs[name] end
 function Herd:stderr(name) return read_file(self.dir .. "/" .. name .. ".err") end
--- The server's log file. A server hands INFO and data lines to its writer in batches
--- at most 2 ms behind (WARN and ERROR at once): this waits a little longer
--- first, so a test sees every line logged before it asked.
+-- The server's log file. A server hands INFO and data lines to its log's
+-- writer in batches at most 2 ms behind (WARN and ERROR at once): this
+-- waits a little longer first, so a test sees every line logged before it
+-- asked.
 function Herd:log(name)
   sleep(0.01)
   return read_file(self.conf.log_dir .. "/" .. name .. ".log") or ""
@@ -398,12 +399,7 @@ function Herd:client(name, timeout)
   return assert(M.connect(self:port(name), timeout))
 end
 
--- Sends one admin command over the server's Unix socket and returns the
--- answer without its closing blank line (see core/admin.h).
--- One exchange on the server's admin socket. An exchange that fails (the
--- socket not there yet, or a connection closed with no answer, seen on
--- loaded machines right after a restart) is tried twice more, 50 ms apart;
--- a server that is gone still fails all three.
+-- One exchange on the server's admin socket at path.
 local function ctl_once(path, command)
   local unix = require "socket.unix"
   local c = unix.stream and unix.stream() or unix()
@@ -421,6 +417,11 @@ local function ctl_once(path, command)
   return (out:gsub("\n\n$", "\n"))
 end
 
+-- Sends one admin command over the server's Unix socket and returns the
+-- answer without its closing blank line (see core/admin.h), or nil, err.
+-- An exchange that fails (the socket not there yet, or a connection closed
+-- with no answer, seen on loaded machines right after a restart) is tried
+-- twice more, 50 ms apart; a server that is gone still fails all three.
 function Herd:ctl(name, command)
   local path = self.conf.admin_socket or (self.conf.log_dir .. "/" .. name .. ".sock")
   local out, err

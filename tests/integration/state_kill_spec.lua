@@ -106,10 +106,9 @@ local function own_disk(h, acked, must)
     assert.truthy(h:restart(name), h:stderr(name))
     for client, a in pairs(acked) do
       if a.by == name and must(a) then
-        -- An admin exchange that failed (a loaded machine) is asked again;
-        -- what the server then holds is in the message.
+        -- (Herd:ctl asks again after a failed admin exchange.) What the
+        -- server holds is in the message.
         local got, err = h:record(name, client)
-        if got == nil and err then got, err = h:record(name, client) end
         if got ~= a.line then
           missing[#missing + 1] = ("%s:%s (%s)"):format(name, client, got or err or "none")
         end
