@@ -43,6 +43,9 @@ int conn_listen(uv_loop_t *loop, const char *host, int port, int tls_port,
                 size_t errlen);
 /* Writes every connection's pending output; called each loop iteration. */
 void conn_flush_all(void);
+/* Starts a loop turn, before the poll: connections that used up their
+ * lines in the last one (LINES_PER_TURN) go on with the lines they sent. */
+void conn_next_turn(void);
 /* Stops listening and closes every connection (after a last flush). */
 void conn_shutdown(void);
 const conn_stats_t *conn_stats(void);

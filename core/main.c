@@ -371,6 +371,7 @@ static void on_loop_phase(void) {
 }
 
 static void on_prepare(uv_prepare_t *h) {
+  conn_next_turn();
   on_loop_phase();
 }
 
