@@ -442,8 +442,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
  * What was read but held back is handled first. Runs from flush, never
  * inside a script call. */
 static void maybe_resume(conn_t *c) {
-  if (!c->paused || c->yielded || c->eof || c->closing || unsent(c) > lim.out_pause / 2 ||
-      c->nslots > PENDING_MAX / 2)
+  if (!c->paused || c->yielded || c->eof || c->closing ||
+      unsent(c) > lim.out_pause / 2 || c->nslots > PENDING_MAX / 2)
     return;
   c->paused = 0;
   if (c->held.len) {

@@ -1,5 +1,6 @@
-/* hist: the service-time histograms (IAMAT, WHATSAT, places HTTP), which
- * conn.c and http.c count into and metrics.c prints. A leaf module, so the
+/* hist: the service-time histograms (IAMAT, WHATSAT, places HTTP, loop
+ * turns), which conn.c, http.c and metrics.c count into and metrics.c
+ * prints. A leaf module, so the
  * modules that count do not depend on the one that prints (metrics reads
  * their stats). Loop-thread only. */
 #ifndef HERD_HIST_H
@@ -12,6 +13,7 @@ typedef enum hist_kind {
   HIST_IAMAT,   /* an IAMAT line: read to reply given */
   HIST_WHATSAT, /* a WHATSAT line: read to reply given (provider incl.) */
   HIST_HTTP,    /* a core.http request: started to completed */
+  HIST_TURN,    /* a loop turn: the loop's work between two polls */
   HIST_N
 } hist_kind_t;
 

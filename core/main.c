@@ -375,7 +375,14 @@ static void on_prepare(uv_prepare_t *h) {
   on_loop_phase();
 }
 
+/* A turn runs from one check to the next: everything the loop did in
+ * between but wait in the poll (libuv's idle time). */
 static void on_check(uv_check_t *h) {
+  static uint64_t last_at, last_idle;
+  uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(loop);
+  if (last_at) metrics_count_turn((now - last_at) - (idle - last_idle));
+  last_at = now;
+  last_idle = idle;
   on_loop_phase();
 }
 
@@ -620,6 +627,7 @@ int main(int argc, char **argv) {
   script_watchdog_start();
   raise_fd_limit();
   loop = uv_default_loop();
+  uv_loop_configure(loop, UV_METRICS_IDLE_TIME); /* for loop_turn_us_max */
   lua_core_init(loop, opts.name);
   if (store_init(loop) < 0) {
     fprintf(stderr, "herd: no random key for the record store (RAND_bytes)\n");

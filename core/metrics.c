@@ -131,6 +131,10 @@ enum { COUNTER, GAUGE };
   X(http_latency_us_max, GAUGE,                                               \
     "Longest HTTP request latency since start, microseconds.",                \
     h.latency_us_max)                                                         \
+  X(loop_turn_us_max, GAUGE,                                                  \
+    "Longest event loop turn since start (waiting in the poll excluded), "    \
+    "microseconds.",                                                          \
+    turn_ns_max / 1000)                                                       \
   X(reloads, COUNTER, "Script reloads that succeeded.", reloads_ok)           \
   X(reload_failures, COUNTER, "Script reloads refused.", reloads_failed)      \
   X(lua_memory, GAUGE, "Bytes held by the current scripts' Lua state.",       \
@@ -152,6 +156,7 @@ static const struct {
 #define NSTATS (sizeof stats / sizeof stats[0])
 
 static uint64_t reloads_ok, reloads_failed;
+static uint64_t turn_ns_max;
 
 static void collect(uint64_t *out) {
   const conn_stats_t *c = conn_stats();
@@ -166,6 +171,11 @@ static void collect(uint64_t *out) {
 #define X(name, kind, help, value) out[i++] = (uint64_t)(value);
   HERD_STATS(X)
 #undef X
+}
+
+void metrics_count_turn(uint64_t ns) {
+  if (ns > turn_ns_max) turn_ns_max = ns;
+  hist_observe(HIST_TURN, ns);
 }
 
 void metrics_count_reload(int ok) {
@@ -200,6 +210,9 @@ static const struct {
     {"herd_places_request_seconds",
      "HTTP request latency (the places provider's, for the built-in "
      "scripts): from the request to its completion, failures included."},
+    {"herd_loop_turn_seconds",
+     "Event loop turns: the loop's work from one poll to the next (waiting "
+     "in the poll excluded). Every client waits behind a long one."},
 };
 
 /* ---- rendering ---- */

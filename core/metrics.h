@@ -23,6 +23,9 @@
 #define METRICS_MAX_CONNS 8       /* scrapers at once; more are closed */
 #define METRICS_LIFETIME_MS 10000 /* request in and response out by then */
 
+/* Counts one event loop turn of ns nanoseconds (waiting in the poll
+ * excluded): loop_turn_us_max and herd_loop_turn_seconds. */
+void metrics_count_turn(uint64_t ns);
 /* Counts a script reload that succeeded (ok) or was refused. */
 void metrics_count_reload(int ok);
 /* Pushes { name = value } for every stat (core.stats). */

@@ -127,7 +127,7 @@ describe("metrics #integration", function()
       assert.is_not_nil(value(fams, "herd_link_bytes_queued", "herd_link_bytes_queued", { peer = "B" }))
       assert.equal("counter", fams.herd_link_frames_out.type)
       for _, hist in ipairs({ "herd_iamat_seconds", "herd_whatsat_seconds",
-        "herd_places_request_seconds" }) do
+        "herd_places_request_seconds", "herd_loop_turn_seconds" }) do
         check_histogram(fams, hist)
       end
     end)
@@ -154,8 +154,9 @@ describe("metrics #integration", function()
     assert.equal(5, delta("herd_records", "herd_records"))
     assert.is_true(delta("herd_link_frames_out", "herd_link_frames_out_total", { peer = "B" }) >= 5)
     assert.is_true(delta("herd_whatsat_seconds", "herd_whatsat_seconds_sum") > 0)
+    assert.is_true(delta("herd_loop_turn_seconds", "herd_loop_turn_seconds_count") >= 6)
     for _, hist in ipairs({ "herd_iamat_seconds", "herd_whatsat_seconds",
-      "herd_places_request_seconds" }) do
+      "herd_places_request_seconds", "herd_loop_turn_seconds" }) do
       check_histogram(after, hist)
     end
   end)
@@ -245,6 +246,30 @@ describe("metrics #integration", function()
     assert.matches("^ok", h:ctl("A", "reload"))
     assert.matches("reload: the config changes servers", h:log("A"))
     assert.equal(200, (get(METRICS, "/metrics")))
+  end)
+end)
+
+describe("loop turn metrics #integration", function()
+  it("show a long turn: loop_turn_us_max and herd_loop_turn_seconds", function()
+    local h = herd.start({ servers = { T = { port = 15103, metrics_port = 15603 } } },
+      { scripts = { "../fixtures/spin.lua" } })
+    local c = h:client("T")
+    assert.matches("^AT T ", c:request("IAMAT t1 +34.068930-118.445127 " .. herd.now()))
+    local before = scrape(15603)
+    local max_before = h:stats("T").loop_turn_us_max
+    assert.is_true(max_before < 50000, "a turn of " .. max_before .. " us before the spin")
+    assert.equal("SPUN", c:request("SPIN 60"))
+    c:close()
+    local after = scrape(15603)
+    local max_after = h:stats("T").loop_turn_us_max
+    assert.is_true(max_after >= 60000, "longest turn " .. max_after .. " us after a 60 ms spin")
+    -- the turns over 25 ms: all of them minus those at or under 25 ms
+    local function over_25ms(fams)
+      return value(fams, "herd_loop_turn_seconds", "herd_loop_turn_seconds_count")
+        - value(fams, "herd_loop_turn_seconds", "herd_loop_turn_seconds_bucket", { le = "0.025" })
+    end
+    assert.equal(1, over_25ms(after) - over_25ms(before))
+    h:stop()
   end)
 end)
 
