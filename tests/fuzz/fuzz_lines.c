@@ -1,6 +1,7 @@
 /* libFuzzer target: a client connection's bytes through the real line
  * framing of core/conn.c (feed, the over-long-line path, held input while
- * output is over out_pause, replies in request order, EOF with a last
+ * output is over out_pause or a turn's LINES_PER_TURN are used up, replies
+ * in request order, EOF with a last
  * unfinished line) into the built-in protocol scripts (IAMAT, WHATSAT with
  * the local provider, invalid input) and the herdtext C primitives, and the
  * replies back out through a socketpair.
@@ -35,17 +36,25 @@ static conn_t *live(uint64_t id) {
   return c && !c->closing ? c : NULL;
 }
 
+/* One loop iteration's work for the connection, as main.c's prepare and
+ * check handlers and uv_run do it: a new turn (held lines over
+ * LINES_PER_TURN go on), the flush, the client reading, the callbacks. */
+static void iterate(int fd) {
+  conn_next_turn();
+  conn_flush_all();
+  fz_drain(fd);
+  uv_run(loop, UV_RUN_NOWAIT);
+}
+
 /* Lets the core write and the "client" read until reading resumes. A
  * client that reads everything must not leave the connection paused with
  * its output drained: that is a connection stuck for good (the bug fixed
- * in 21ba032), so it aborts like a crash. */
+ * in 21ba032), so it aborts like a crash. An input of at most 4096 bytes
+ * is at most 4096 lines, 256 turns of LINES_PER_TURN. */
 static void settle(uint64_t id, int fd) {
   conn_t *c;
-  for (int i = 0; i < 64 && (c = live(id)) && c->paused; i++) {
-    conn_flush_all();
-    fz_drain(fd);
-    uv_run(loop, UV_RUN_NOWAIT);
-  }
+  for (int i = 0; i < 1024 && (c = live(id)) && c->paused; i++)
+    iterate(fd);
   if ((c = live(id)) && c->paused && !c->eof &&
       wqueue_pending(&c->wq) <= lim.out_pause / 2 &&
       c->nslots <= PENDING_MAX / 2) {
@@ -93,11 +102,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   settle(id, fd[1]);
   if ((c = live(id)) && !c->eof && !c->paused)
     on_read((uv_stream_t *)&c->tcp, UV_EOF, NULL);
-  for (int i = 0; i < 64 && live(id); i++) {
-    conn_flush_all();
-    fz_drain(fd[1]);
-    uv_run(loop, UV_RUN_NOWAIT);
-  }
+  for (int i = 0; i < 64 && live(id); i++)
+    iterate(fd[1]);
   if ((c = live(id))) conn_close(c);
   uv_run(loop, UV_RUN_NOWAIT); /* on_close frees it */
   close(fd[1]);
