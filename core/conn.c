@@ -274,8 +274,6 @@ static void too_long(conn_t *c, const char *start, size_t len) {
   c->skipping = 1;
 }
 
-/* Splits the bytes read into lines. Complete lines are handled straight from
- * the read buffer; only an unfinished line is copied. */
 /* The connection has used its lines for this turn: conn_next_turn hands
  * the rest back. */
 static void yield(conn_t *c) {
@@ -288,6 +286,8 @@ static void yield(conn_t *c) {
   yielded[nyielded++] = c->id;
 }
 
+/* Splits the bytes read into lines. Complete lines are handled straight from
+ * the read buffer; only an unfinished line is copied. */
 static void feed(conn_t *c, const char *p, size_t n) {
   if (c->turn != turn) {
     c->turn = turn;
