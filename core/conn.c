@@ -543,8 +543,7 @@ void conn_next_turn(void) {
     conn_t *c = idmap_get(&by_id, ids[i]);
     if (!c || !c->yielded) continue;
     c->yielded = 0;
-    maybe_resume(c);
-    if (!c->closing) mark_dirty(c);
+    maybe_resume(c); /* its replies mark it dirty, as on any path */
   }
   free(ids);
 }

@@ -1,8 +1,7 @@
 /* hist: the service-time histograms (IAMAT, WHATSAT, places HTTP, loop
  * turns), which conn.c, http.c and metrics.c count into and metrics.c
- * prints. A leaf module, so the
- * modules that count do not depend on the one that prints (metrics reads
- * their stats). Loop-thread only. */
+ * prints. A leaf module, so the modules that count do not depend on the one
+ * that prints (metrics reads their stats). Loop-thread only. */
 #ifndef HERD_HIST_H
 #define HERD_HIST_H
 

@@ -376,7 +376,10 @@ static void on_prepare(uv_prepare_t *h) {
 }
 
 /* A turn runs from one check to the next: everything the loop did in
- * between but wait in the poll (libuv's idle time). */
+ * between but wait in the poll (libuv's idle time). Keeping that time
+ * costs libuv a poll with no timeout before each one that would wait (one
+ * epoll_wait more per wake-up, strace), which no other way of telling the
+ * wait from the callbacks in the poll phase avoids on libuv 1.44. */
 static void on_check(uv_check_t *h) {
   static uint64_t last_at, last_idle;
   uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(loop);
